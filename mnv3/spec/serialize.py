@@ -1,0 +1,163 @@
+"""Specs to plain dicts, JSON and YAML and back (once-for-all's `.config` idea, typed).
+
+A round trip is lossless: ``spec_from_dict(spec_to_dict(s)) == s``. YAML is read with
+``yaml.safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from mnv3.spec.types import (
+    Activation,
+    AtrousStyle,
+    BlockSpec,
+    Conventions,
+    HeadScaling,
+    HeadSpec,
+    ModelSpec,
+    Padding,
+    StemScaling,
+    StemSpec,
+    WidthRounding,
+    validate,
+)
+
+FORMAT_VERSION = 1
+
+_CONVENTION_ENUMS: dict[str, type[Enum]] = {
+    "padding": Padding,
+    "stem_scaling": StemScaling,
+    "head_scaling": HeadScaling,
+    "expansion_rounding": WidthRounding,
+    "head_conv_rounding": WidthRounding,
+    "atrous_style": AtrousStyle,
+}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if dataclasses.is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
+    """A JSON-ready dict of plain types; enums become their string values."""
+    return {"format_version": FORMAT_VERSION, **_plain(spec)}
+
+
+def _enum(enum: type[Enum], value: Any, where: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"{where}: unknown value {value!r}; expected one of {[e.value for e in enum]}") from None
+
+
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(names)}")
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}")
+    return dict(data)
+
+
+def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    """Rebuild and validate a spec; errors name the field and the allowed values."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a spec must be a mapping, got {type(data).__name__}")
+    data = dict(data)
+    version = data.pop("format_version", FORMAT_VERSION)
+    if version != FORMAT_VERSION:
+        raise ValueError(f"spec format_version {version!r} is not supported (this mnv3 reads version {FORMAT_VERSION})")
+    top = _fields(ModelSpec, data, "spec")
+    stem = _fields(StemSpec, top["stem"], "stem")
+    stem["act"] = _enum(Activation, stem["act"], "stem.act")
+
+    blocks = []
+    if not isinstance(top["blocks"], list):
+        raise ValueError(f"spec.blocks must be a list of block mappings, got {type(top['blocks']).__name__}")
+    for i, raw in enumerate(top["blocks"], start=1):
+        b = _fields(BlockSpec, raw, f"block {i}")
+        b["act"] = _enum(Activation, b["act"], f"block {i}.act")
+        blocks.append(BlockSpec(**b))
+    head = _fields(HeadSpec, top["head"], "head")
+    head["act"] = _enum(Activation, head["act"], "head.act")
+    conv = _fields(Conventions, top.get("conventions", {}), "conventions")
+    for name, enum in _CONVENTION_ENUMS.items():
+        if name in conv:
+            conv[name] = _enum(enum, conv[name], f"conventions.{name}")
+    top.update(
+        stem=StemSpec(**stem),
+        blocks=tuple(blocks),
+        head=HeadSpec(**head),
+        conventions=Conventions(**conv),
+    )
+    spec = ModelSpec(**top)
+    validate(spec)
+    return spec
+
+
+def spec_to_json(spec: ModelSpec, indent: int = 2) -> str:
+    """Serialise to JSON text."""
+    return json.dumps(spec_to_dict(spec), indent=indent)
+
+
+def spec_from_json(text: str) -> ModelSpec:
+    """Parse JSON text produced by :func:`spec_to_json` (or written by hand)."""
+    return spec_from_dict(json.loads(text))
+
+
+def spec_to_yaml(spec: ModelSpec) -> str:
+    """Serialise to YAML text (plain types only)."""
+    import yaml
+
+    return yaml.safe_dump(spec_to_dict(spec), sort_keys=False)
+
+
+def spec_from_yaml(text: str) -> ModelSpec:
+    """Parse YAML with ``yaml.safe_load`` (never the unsafe loader)."""
+    import yaml
+
+    return spec_from_dict(yaml.safe_load(text))
+
+
+def save_spec(spec: ModelSpec, path: str | Path) -> Path:
+    """Write a spec as JSON or YAML, chosen by the file suffix."""
+    path = Path(path)
+    if path.suffix in (".yaml", ".yml"):
+        text = spec_to_yaml(spec)
+    elif path.suffix == ".json":
+        text = spec_to_json(spec)
+    else:
+        raise ValueError(f"spec files end in .json, .yaml or .yml, got {path.name!r}")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path
+
+
+def load_spec(path: str | Path) -> ModelSpec:
+    """Read a spec file written by :func:`save_spec` or by hand (.json, .yaml, .yml)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        return spec_from_yaml(text)
+    if path.suffix == ".json":
+        return spec_from_json(text)
+    raise ValueError(f"spec files end in .json, .yaml or .yml, got {path.name!r}")
