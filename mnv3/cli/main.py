@@ -14,6 +14,8 @@ from collections.abc import Sequence
 COMMANDS: tuple[str, ...] = (
     "mnv3.cli.models_cmd",
     "mnv3.cli.profile_cmd",
+    "mnv3.cli.convert_cmd",
+    "mnv3.cli.predict_cmd",
 )
 
 

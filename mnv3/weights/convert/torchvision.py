@@ -1,0 +1,130 @@
+"""torchvision ``mobilenet_v3_large`` / ``mobilenet_v3_small`` state dicts <-> mnv3 (preset ``torchvision``).
+
+torchvision's layout (``torchvision/models/mobilenetv3.py``): ``features.0`` is the stem
+Conv2dNormActivation (``0`` conv, ``1`` BN), ``features.1..N`` are InvertedResidual blocks whose
+``block`` Sequential holds, in order, [expand], depthwise, [SqueezeExcitation ``fc1``/``fc2``],
+project; the last ``features`` entry is the 960 / 576 head conv; ``classifier.0`` is the 1280 /
+1024 Linear and ``classifier.3`` the class Linear. The walk follows that order, never key names
+of other libraries, and the reverse map rebuilds exactly these keys (a bit-exact round trip).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from mnv3.spec.tables import LARGE, SMALL
+from mnv3.spec.types import Activation, ModelSpec, Padding
+from mnv3.weights.convert.common import BN_FIELDS, Library, Mapped, group_by_index
+
+MARKER = "features.0.0.weight"  # present in every torchvision MobileNetV3 state dict
+
+
+def _is_conv_bn(unit: Mapping[str, torch.Tensor]) -> bool:
+    return "0.weight" in unit and "1.running_mean" in unit
+
+
+def _put_conv_bn(out: Mapped, prefix: str, unit: Mapping[str, torch.Tensor], src: str, used: set[str]) -> None:
+    out.put(f"{prefix}.conv.weight", unit["0.weight"], f"{src}.0.weight")
+    fields = (*BN_FIELDS, "num_batches_tracked")
+    bn = {f: unit[f"1.{f}"] for f in fields if f"1.{f}" in unit}
+    out.put_bn(prefix, bn, {f: f"{src}.1.{f}" for f in fields})
+    used.add(f"{src}.0.weight")
+    used.update(f"{src}.1.{f}" for f in bn)
+
+
+def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
+    """Rename a torchvision MobileNetV3 state dict to mnv3 keys (shapes are checked later)."""
+    if MARKER not in state:
+        raise ValueError(f"not a torchvision MobileNetV3 state dict: it has no {MARKER!r} key (first keys: {list(state)[:4]})")
+    out = Mapped(Library.TORCHVISION)
+    used: set[str] = set()
+    features = group_by_index(state, "features.")
+    order = sorted(features)
+    is_block = [any(k.startswith("block.") for k in features[i]) for i in order]
+    if len(order) < 3 or is_block[0] or is_block[-1] or not all(is_block[1:-1]):
+        raise ValueError("not a torchvision MobileNetV3 state dict: expected features.0 = stem, features.1..N = blocks, last = head conv")
+    _put_conv_bn(out, "stem", features[order[0]], f"features.{order[0]}", used)
+    for n, i in enumerate(order[1:-1]):
+        units = group_by_index(features[i], "block.")
+        conv_bns: list[tuple[int, Mapping[str, torch.Tensor]]] = []
+        for j in sorted(units):
+            src = f"features.{i}.block.{j}"
+            if "fc1.weight" in units[j]:
+                for fc in ("fc1", "fc2"):
+                    for p in ("weight", "bias"):
+                        out.put(f"blocks.{n}.se.{fc}.{p}", units[j][f"{fc}.{p}"], f"{src}.{fc}.{p}")
+                        used.add(f"{src}.{fc}.{p}")
+            elif _is_conv_bn(units[j]):
+                conv_bns.append((j, units[j]))
+            else:
+                raise ValueError(f"not a torchvision MobileNetV3 state dict: {src} is neither a conv+BN nor a squeeze-excite")
+        if len(conv_bns) not in (2, 3):
+            raise ValueError(f"features.{i} has {len(conv_bns)} conv+BN units; a torchvision bottleneck has 2 or 3")
+        roles = ("expand", "dw", "project") if len(conv_bns) == 3 else ("dw", "project")
+        for role, (j, unit) in zip(roles, conv_bns, strict=True):
+            _put_conv_bn(out, f"blocks.{n}.{role}", unit, f"features.{i}.block.{j}", used)
+    _put_conv_bn(out, "head_conv", features[order[-1]], f"features.{order[-1]}", used)
+    for src_idx, dst in (("0", "head_hidden"), ("3", "classifier")):
+        for p in ("weight", "bias"):
+            key = f"classifier.{src_idx}.{p}"
+            if key in state:
+                out.put(f"{dst}.{p}", state[key], key)
+                used.add(key)
+    left = [k for k in state if k not in used]
+    if left:
+        raise ValueError(f"unexpected keys in the torchvision checkpoint (not a plain float mobilenet_v3?): {left[:5]}")
+    return out
+
+
+def check_torchvision_expressible(spec: ModelSpec) -> None:
+    """Raise ValueError unless torchvision's ``mobilenet_v3_*`` builder can express ``spec`` exactly."""
+    c = spec.conventions
+    table = LARGE if len(spec.blocks) == len(LARGE.blocks) else SMALL
+    same_rows = len(spec.blocks) == len(table.blocks) and all(
+        (b.kernel, b.se, b.act) == (t.kernel, t.se, t.act) for b, t in zip(spec.blocks, table.blocks, strict=True)
+    )
+    problems = []
+    if c.padding is not Padding.SYMMETRIC or c.bn_eps != 1e-3:
+        problems.append(f"its conventions (padding {c.padding.value}, BN eps {c.bn_eps}) differ from torchvision's (symmetric, 1e-3)")
+    if not same_rows or spec.stem.act is not Activation.HSWISH or spec.head.act is not Activation.HSWISH:
+        problems.append("its kernels / SE / activations are not torchvision's Large or Small table (minimalistic nets have no torchvision form)")
+    if problems:
+        raise ValueError(f"{spec.name} cannot be written in torchvision's format: {'; '.join(problems)}. Build it with preset='torchvision'.")
+
+
+def mnv3_to_torchvision(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict torchvision's ``mobilenet_v3_*(width_mult=...)`` loads, same tensors (bit-exact)."""
+    spec: ModelSpec = model.spec  # type: ignore[assignment]
+    check_torchvision_expressible(spec)
+    sd = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+
+    def conv_bn(src: str, dst: str) -> None:
+        out[f"{dst}.0.weight"] = sd[f"{src}.conv.weight"]
+        for f in (*BN_FIELDS, "num_batches_tracked"):
+            out[f"{dst}.1.{f}"] = sd[f"{src}.bn.{f}"]
+
+    conv_bn("stem", "features.0")
+    for i, block in enumerate(model.blocks):  # type: ignore[attr-defined]
+        j = 0
+        dst = f"features.{i + 1}.block"
+        if block.expand is not None:
+            conv_bn(f"blocks.{i}.expand", f"{dst}.{j}")
+            j += 1
+        conv_bn(f"blocks.{i}.dw", f"{dst}.{j}")
+        j += 1
+        if block.se is not None:
+            for fc in ("fc1", "fc2"):
+                for p in ("weight", "bias"):
+                    out[f"{dst}.{j}.{fc}.{p}"] = sd[f"blocks.{i}.se.{fc}.{p}"]
+            j += 1
+        conv_bn(f"blocks.{i}.project", f"{dst}.{j}")
+    conv_bn("head_conv", f"features.{len(spec.blocks) + 1}")
+    for p in ("weight", "bias"):
+        out[f"classifier.0.{p}"] = sd[f"head_hidden.{p}"]
+    if spec.num_classes > 0:
+        for p in ("weight", "bias"):
+            out[f"classifier.3.{p}"] = sd[f"classifier.{p}"]
+    return out
