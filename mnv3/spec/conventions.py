@@ -36,6 +36,7 @@ PRESETS: dict[Preset, Conventions] = {
         expansion_rounding=WidthRounding.SCALE_NOMINAL,
         head_conv_rounding=WidthRounding.RATIO_OF_ROUNDED_INPUT,
         atrous_style=AtrousStyle.TORCHVISION,
+        reduced_tail_halves_hidden=True,
     ),
     # timm mobilenetv3_* (non-tf): PyTorch BN defaults, symmetric padding, stem fixed below
     # 0.75, head hidden layer never scaled, expansion from the rounded input (ir blocks).

@@ -124,7 +124,8 @@ def reduce_tail(spec: ModelSpec, *, halve_first_expansion: bool = False) -> Mode
         b = blocks[i]
         exp = b.exp if (i == start and not halve_first_expansion) else make_divisible(b.exp / 2, d)
         blocks[i] = dataclasses.replace(b, exp=exp, out=make_divisible(b.out / 2, d))
-    head = dataclasses.replace(spec.head, conv_out=make_divisible(spec.head.conv_out / 2, d))
+    hidden = spec.head.hidden // 2 if spec.conventions.reduced_tail_halves_hidden else spec.head.hidden
+    head = dataclasses.replace(spec.head, conv_out=make_divisible(spec.head.conv_out / 2, d), hidden=hidden)
     return spec.replace(blocks=tuple(blocks), head=head)
 
 

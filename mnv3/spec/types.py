@@ -78,6 +78,7 @@ class Conventions:
     expansion_rounding: WidthRounding = WidthRounding.RATIO_OF_ROUNDED_INPUT
     head_conv_rounding: WidthRounding = WidthRounding.SCALE_NOMINAL
     atrous_style: AtrousStyle = AtrousStyle.TF_SLIM
+    reduced_tail_halves_hidden: bool = False  # torchvision's reduced_tail also halves the 1280 / 1024 layer
     divisor: int = 8  # every width is rounded to a multiple of this (make_divisible)
     se_ratio: float = 0.25  # SE squeeze = make_divisible(exp * se_ratio, divisor), paper §5.3
 
