@@ -91,6 +91,25 @@ def test_ssdlite_and_pyramid_taps() -> None:
         large.forward_endpoints(torch.zeros(1, 3, 64, 64), ["block99"])
 
 
+def test_feature_extractor_pyramid_ssdlite_and_export() -> None:
+    from mnv3.models import FeatureExtractor
+
+    model = mnv3.create_model("mobilenetv3_small_100").eval()
+    ssd = FeatureExtractor.ssdlite(model)
+    assert ssd.names == ["block9.expansion", "head_conv"] and ssd.out_channels == [288, 576] and ssd.strides == [16, 32]
+    pyr = FeatureExtractor.pyramid(model)
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        feats = pyr(x)
+        assert [t.shape[1] for t in feats.values()] == pyr.out_channels
+        assert [128 // t.shape[-1] for t in feats.values()] == [4, 8, 16, 32]
+        exported = torch.export.export(ssd, (x,)).module()
+        for a, b in zip(exported(x).values(), ssd(x).values(), strict=True):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="dilated"):
+        FeatureExtractor.ssdlite(mnv3.create_model("mobilenetv3_small_100_segmentation"))
+
+
 def test_reset_classifier_and_config_rebuild() -> None:
     m = mnv3.create_model("mobilenetv3_small_075")
     m.reset_classifier(5)
