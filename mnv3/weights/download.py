@@ -10,6 +10,7 @@ to put the file at.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -88,12 +89,16 @@ def download(url: str, dest: Path, checksum: Checksum, *, progress: bool = True,
         with open(part, "ab" if resumed else "wb") as f, tqdm.tqdm(
             total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=dest.name, disable=not progress
         ) as bar:
+            received = start
             try:
                 for chunk in iter(lambda: response.read(_CHUNK), b""):
                     f.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-            except OSError as e:
+            except (OSError, http.client.HTTPException) as e:
                 raise DownloadError(f"download of {url} was interrupted ({e}); run again to resume from {part}") from None
+            if total is not None and received < total:  # http.client returns b"" on an early close
+                raise DownloadError(f"download of {url} was interrupted at {received} of {total} bytes; run again to resume from {part}")
     verify(part, checksum)
     os.replace(part, dest)
     return dest

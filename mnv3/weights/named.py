@@ -61,6 +61,7 @@ class WeightsEntry:
     model: str  # registered mnv3 model name
     preset: Preset  # conventions under which the converted weights compute the source's logits
     library: Library  # the converter that reads the file
+    source_name: str  # the weights' name in their library (torchvision enum member, timm tag, Keras call)
     url: str
     checksum: Checksum
     preprocessing: Preprocessing
@@ -109,6 +110,7 @@ def _tv(name: str, model: str, url: str, prep: Preprocessing, enum: str, member:
         model=model,
         preset=Preset.TORCHVISION,
         library=Library.TORCHVISION,
+        source_name=f"{enum}.{member}",
         url=url,
         checksum=Checksum(HashAlgorithm.SHA256, url.rsplit("-", 1)[-1].split(".")[0], _TV_HUB_PREFIX),
         preprocessing=prep,
@@ -121,7 +123,7 @@ def _tv(name: str, model: str, url: str, prep: Preprocessing, enum: str, member:
 
 
 def _timm(
-    name: str, model: str, preset: Preset, file: str, prep: Preprocessing, top1: float, src: str, params: int, madds: int, top5: float | None = None
+    name: str, model: str, preset: Preset, tag: str, file: str, prep: Preprocessing, top1: float, src: str, params: int, madds: int, top5: float | None = None
 ) -> WeightsEntry:
     metrics = (Metric("top1", top1, _IMAGENET, src),) + ((Metric("top5", top5, _IMAGENET, src),) if top5 is not None else ())
     return WeightsEntry(
@@ -129,6 +131,7 @@ def _timm(
         model=model,
         preset=preset,
         library=Library.TIMM,
+        source_name=tag,
         url=_TIMM_BASE + file,
         checksum=Checksum(HashAlgorithm.SHA256, file.rsplit("-", 1)[-1].split(".")[0], _TIMM_HUB_PREFIX),
         preprocessing=prep,
@@ -139,12 +142,13 @@ def _timm(
     )
 
 
-def _keras(name: str, model: str, key: str, md5: str, top1: float, params: int, madds: int) -> WeightsEntry:
+def _keras(name: str, model: str, call: str, key: str, md5: str, top1: float, params: int, madds: int) -> WeightsEntry:
     return WeightsEntry(
         name=name,
         model=model,
         preset=Preset.KERAS,
         library=Library.KERAS,
+        source_name=f"keras.applications.{call}",
         url=f"{_KERAS_BASE}weights_mobilenet_v3_{key}.h5",
         checksum=Checksum(HashAlgorithm.MD5, md5, _KERAS_MD5),
         # keras.applications rescales [0, 255] inside the model: x / 127.5 - 1 == (x/255 - 0.5) / 0.5
@@ -170,33 +174,33 @@ _ENTRIES: tuple[WeightsEntry, ...] = (
         TV_V2, "MobileNet_V3_Large_Weights", "IMAGENET1K_V2", 75.274, 92.566, 5_483_032, 216_589_760, _TV_RECIPE_V2),
     _tv("mobilenetv3_small_100.torchvision_v1", "mobilenetv3_small_100", "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         Preprocessing(), "MobileNet_V3_Small_Weights", "IMAGENET1K_V1", 67.668, 87.402, 2_542_856, 56_510_400, _TV_RECIPE_V1),
-    _timm("mobilenetv3_large_100.timm_ra", "mobilenetv3_large_100", Preset.TIMM, "mobilenetv3_large_100_ra-f55367f5.pth",
+    _timm("mobilenetv3_large_100.timm_ra", "mobilenetv3_large_100", Preset.TIMM, "mobilenetv3_large_100.ra_in1k", "mobilenetv3_large_100_ra-f55367f5.pth",
           TIMM_BICUBIC, 75.77, "fact sheet §11 TIMM (timm docs)", 5_483_032, 216_589_760, top5=92.54),
-    _timm("mobilenetv3_small_050.timm_lamb", "mobilenetv3_small_050", Preset.TIMM, "mobilenetv3_small_050_lambc-4b7bbe87.pth",
+    _timm("mobilenetv3_small_050.timm_lamb", "mobilenetv3_small_050", Preset.TIMM, "mobilenetv3_small_050.lamb_in1k", "mobilenetv3_small_050_lambc-4b7bbe87.pth",
           TIMM_BICUBIC, 57.918, _TIMM_CSV, 1_593_224, 24_188_688),
-    _timm("mobilenetv3_small_075.timm_lamb", "mobilenetv3_small_075", Preset.TIMM, "mobilenetv3_small_075_lambc-384766db.pth",
+    _timm("mobilenetv3_small_075.timm_lamb", "mobilenetv3_small_075", Preset.TIMM, "mobilenetv3_small_075.lamb_in1k", "mobilenetv3_small_075_lambc-384766db.pth",
           TIMM_BICUBIC, 65.284, _TIMM_CSV, 2_041_872, 43_399_344),
-    _timm("mobilenetv3_small_100.timm_lamb", "mobilenetv3_small_100", Preset.TIMM, "mobilenetv3_small_100_lamb-266a294c.pth",
+    _timm("mobilenetv3_small_100.timm_lamb", "mobilenetv3_small_100", Preset.TIMM, "mobilenetv3_small_100.lamb_in1k", "mobilenetv3_small_100_lamb-266a294c.pth",
           TIMM_BICUBIC, 67.636, _TIMM_CSV, 2_542_856, 56_510_400),
-    _timm("mobilenetv3_large_075.tf", "mobilenetv3_large_075", Preset.PAPER, "tf_mobilenetv3_large_075-150ee8b0.pth",
+    _timm("mobilenetv3_large_075.tf", "mobilenetv3_large_075", Preset.PAPER, "tf_mobilenetv3_large_075.in1k", "tf_mobilenetv3_large_075-150ee8b0.pth",
           INCEPTION, 73.442, _TIMM_MI, 3_993_528, 154_560_624),
-    _timm("mobilenetv3_large_100.tf", "mobilenetv3_large_100", Preset.PAPER, "tf_mobilenetv3_large_100-427764d5.pth",
+    _timm("mobilenetv3_large_100.tf", "mobilenetv3_large_100", Preset.PAPER, "tf_mobilenetv3_large_100.in1k", "tf_mobilenetv3_large_100-427764d5.pth",
           INCEPTION, 75.516, _TIMM_MI, 5_483_032, 216_589_760),
-    _timm("mobilenetv3_large_minimal_100.tf", "mobilenetv3_large_minimal_100", Preset.PAPER, "tf_mobilenetv3_large_minimal_100-8596ae28.pth",
+    _timm("mobilenetv3_large_minimal_100.tf", "mobilenetv3_large_minimal_100", Preset.PAPER, "tf_mobilenetv3_large_minimal_100.in1k", "tf_mobilenetv3_large_minimal_100-8596ae28.pth",
           INCEPTION, 72.244, _TIMM_MI, 3_924_288, 209_136_704),
-    _timm("mobilenetv3_small_075.tf", "mobilenetv3_small_075", Preset.PAPER, "tf_mobilenetv3_small_075-da427f52.pth",
+    _timm("mobilenetv3_small_075.tf", "mobilenetv3_small_075", Preset.PAPER, "tf_mobilenetv3_small_075.in1k", "tf_mobilenetv3_small_075-da427f52.pth",
           INCEPTION, 65.718, _TIMM_MI, 2_041_872, 43_399_344),
-    _timm("mobilenetv3_small_100.tf", "mobilenetv3_small_100", Preset.PAPER, "tf_mobilenetv3_small_100-37f49e2b.pth",
+    _timm("mobilenetv3_small_100.tf", "mobilenetv3_small_100", Preset.PAPER, "tf_mobilenetv3_small_100.in1k", "tf_mobilenetv3_small_100-37f49e2b.pth",
           INCEPTION, 67.918, _TIMM_MI, 2_542_856, 56_510_400),
-    _timm("mobilenetv3_small_minimal_100.tf", "mobilenetv3_small_minimal_100", Preset.PAPER, "tf_mobilenetv3_small_minimal_100-922a7843.pth",
+    _timm("mobilenetv3_small_minimal_100.tf", "mobilenetv3_small_minimal_100", Preset.PAPER, "tf_mobilenetv3_small_minimal_100.in1k", "tf_mobilenetv3_small_minimal_100-922a7843.pth",
           INCEPTION, 62.898, _TIMM_MI, 2_044_736, 52_288_448),
-    _keras("mobilenetv3_large_075.keras", "mobilenetv3_large_075", "large_224_0.75_float", "765b44a33ad4005b3ac83185abf1d0eb", 73.3, 3_993_528, 154_560_624),
-    _keras("mobilenetv3_large_100.keras", "mobilenetv3_large_100", "large_224_1.0_float", "59e551e166be033d707958cf9e29a6a7", 75.6, 5_483_032, 216_589_760),
-    _keras("mobilenetv3_large_minimal_100.keras", "mobilenetv3_large_minimal_100", "large_minimalistic_224_1.0_float",
+    _keras("mobilenetv3_large_075.keras", "mobilenetv3_large_075", "MobileNetV3Large(alpha=0.75)", "large_224_0.75_float", "765b44a33ad4005b3ac83185abf1d0eb", 73.3, 3_993_528, 154_560_624),
+    _keras("mobilenetv3_large_100.keras", "mobilenetv3_large_100", "MobileNetV3Large(alpha=1.0)", "large_224_1.0_float", "59e551e166be033d707958cf9e29a6a7", 75.6, 5_483_032, 216_589_760),
+    _keras("mobilenetv3_large_minimal_100.keras", "mobilenetv3_large_minimal_100", "MobileNetV3Large(minimalistic=True)", "large_minimalistic_224_1.0_float",
            "675e7b876c45c57e9e63e6d90a36599c", 72.3, 3_924_288, 209_136_704),
-    _keras("mobilenetv3_small_075.keras", "mobilenetv3_small_075", "small_224_0.75_float", "cb65d4e5be93758266aa0a7f2c6708b7", 65.4, 2_041_872, 43_399_344),
-    _keras("mobilenetv3_small_100.keras", "mobilenetv3_small_100", "small_224_1.0_float", "8768d4c2e7dee89b9d02b2d03d65d862", 68.1, 2_542_856, 56_510_400),
-    _keras("mobilenetv3_small_minimal_100.keras", "mobilenetv3_small_minimal_100", "small_minimalistic_224_1.0_float",
+    _keras("mobilenetv3_small_075.keras", "mobilenetv3_small_075", "MobileNetV3Small(alpha=0.75)", "small_224_0.75_float", "cb65d4e5be93758266aa0a7f2c6708b7", 65.4, 2_041_872, 43_399_344),
+    _keras("mobilenetv3_small_100.keras", "mobilenetv3_small_100", "MobileNetV3Small(alpha=1.0)", "small_224_1.0_float", "8768d4c2e7dee89b9d02b2d03d65d862", 68.1, 2_542_856, 56_510_400),
+    _keras("mobilenetv3_small_minimal_100.keras", "mobilenetv3_small_minimal_100", "MobileNetV3Small(minimalistic=True)", "small_minimalistic_224_1.0_float",
            "99cd97fb2fcdad2bf028eb838de69e37", 61.9, 2_044_736, 52_288_448),
 )
 # fmt: on

@@ -32,6 +32,12 @@ def _linear_kernel(k: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(k[0, 0].T))
 
 
+def _origin(layer: KerasLayer, keras_name: str, variable: str) -> str:
+    """How errors name a tensor: the file's layer name, plus keras.applications' name when they differ."""
+    where = f"{layer.name}/{variable}"
+    return where if layer.name == keras_name else f"{where} (Keras layer {keras_name})"
+
+
 class _Stream:
     """Consume one class of layers in order, with errors that say what was expected."""
 
@@ -59,15 +65,15 @@ def keras_to_mnv3(weights: KerasWeights) -> Mapped:
     if not weights.depthwise:
         raise ValueError("the Keras file has no DepthwiseConv2D layers; not a MobileNetV3 weights file")
 
-    def conv(dst: str, what: str, *, bias: bool) -> None:
+    def conv(dst: str, keras_name: str, what: str, *, bias: bool) -> None:
         layer = convs.take(what)
         if ("bias" in layer.arrays) != bias:
             raise ValueError(f"Keras layer {layer.name} should be {what} ({'with' if bias else 'without'} bias) but is not")
-        out.put(f"{dst}.weight", _conv_kernel(layer.arrays["kernel"]), f"{layer.name}/kernel")
+        out.put(f"{dst}.weight", _conv_kernel(layer.arrays["kernel"]), _origin(layer, keras_name, "kernel"))
         if bias:
-            out.put(f"{dst}.bias", torch.from_numpy(np.asarray(layer.arrays["bias"])), f"{layer.name}/bias")
+            out.put(f"{dst}.bias", torch.from_numpy(np.asarray(layer.arrays["bias"])), _origin(layer, keras_name, "bias"))
 
-    def bn(dst: str, what: str) -> None:
+    def bn(dst: str, keras_name: str, what: str) -> None:
         layer = bns.take(what)
         a = layer.arrays
         tensors = {
@@ -77,31 +83,33 @@ def keras_to_mnv3(weights: KerasWeights) -> Mapped:
             "running_var": a["moving_variance"],
         }
         names = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
-        out.put_bn(dst, {k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}, {k: f"{layer.name}/{names[k]}" for k in tensors})
+        out.put_bn(dst, {k: torch.from_numpy(np.asarray(v)) for k, v in tensors.items()}, {k: _origin(layer, keras_name, names[k]) for k in tensors})
 
-    conv("stem.conv", "the stem conv", bias=False)
-    bn("stem", "the stem BN")
+    conv("stem.conv", "conv", "the stem conv", bias=False)
+    bn("stem", "conv_bn", "the stem BN")
     for i, dw in enumerate(weights.depthwise):
         what = f"bottleneck {i} (Keras block_id {i})"
+        prefix = f"expanded_conv_{i}_" if i else "expanded_conv_"  # keras' own layer names
         if i > 0:
-            conv(f"blocks.{i}.expand.conv", f"the expansion conv of {what}", bias=False)
-            bn(f"blocks.{i}.expand", f"the expansion BN of {what}")
-        out.put(f"blocks.{i}.dw.conv.weight", torch.from_numpy(np.ascontiguousarray(dw.arrays["kernel"].transpose(2, 3, 0, 1))), f"{dw.name}/kernel")
-        bn(f"blocks.{i}.dw", f"the depthwise BN of {what}")
+            conv(f"blocks.{i}.expand.conv", prefix + "expand", f"the expansion conv of {what}", bias=False)
+            bn(f"blocks.{i}.expand", prefix + "expand_bn", f"the expansion BN of {what}")
+        kernel = torch.from_numpy(np.ascontiguousarray(dw.arrays["kernel"].transpose(2, 3, 0, 1)))
+        out.put(f"blocks.{i}.dw.conv.weight", kernel, _origin(dw, prefix + "depthwise", "kernel"))
+        bn(f"blocks.{i}.dw", prefix + "depthwise_bn", f"the depthwise BN of {what}")
         nxt = convs.peek()
         if nxt is not None and "bias" in nxt.arrays:  # the projection conv never has a bias
-            conv(f"blocks.{i}.se.fc1", f"the SE reduce conv of {what}", bias=True)
-            conv(f"blocks.{i}.se.fc2", f"the SE expand conv of {what}", bias=True)
-        conv(f"blocks.{i}.project.conv", f"the projection conv of {what}", bias=False)
-        bn(f"blocks.{i}.project", f"the projection BN of {what}")
-    conv("head_conv.conv", "the head conv (conv_1)", bias=False)
-    bn("head_conv", "the head BN (conv_1_bn)")
-    for dst, what in (("head_hidden", "conv_2 (the hidden head layer)"), ("classifier", "logits (the classifier)")):
+            conv(f"blocks.{i}.se.fc1", prefix + "squeeze_excite_conv", f"the SE reduce conv of {what}", bias=True)
+            conv(f"blocks.{i}.se.fc2", prefix + "squeeze_excite_conv_1", f"the SE expand conv of {what}", bias=True)
+        conv(f"blocks.{i}.project.conv", prefix + "project", f"the projection conv of {what}", bias=False)
+        bn(f"blocks.{i}.project", prefix + "project_bn", f"the projection BN of {what}")
+    conv("head_conv.conv", "conv_1", "the head conv (conv_1)", bias=False)
+    bn("head_conv", "conv_1_bn", "the head BN (conv_1_bn)")
+    for dst, keras_name, what in (("head_hidden", "conv_2", "conv_2 (the hidden head layer)"), ("classifier", "logits", "logits (the classifier)")):
         layer = convs.take(what)
-        out.put(f"{dst}.weight", _linear_kernel(layer.arrays["kernel"]), f"{layer.name}/kernel")
+        out.put(f"{dst}.weight", _linear_kernel(layer.arrays["kernel"]), _origin(layer, keras_name, "kernel"))
         if "bias" not in layer.arrays:
             raise ValueError(f"Keras layer {layer.name} should be {what}, with a bias")
-        out.put(f"{dst}.bias", torch.from_numpy(np.asarray(layer.arrays["bias"])), f"{layer.name}/bias")
+        out.put(f"{dst}.bias", torch.from_numpy(np.asarray(layer.arrays["bias"])), _origin(layer, keras_name, "bias"))
     left = [layer.name for layer in (*convs.rest(), *bns.rest())]
     if left:
         raise ValueError(f"the Keras file has layers after the classifier: {left[:5]}; not a keras.applications MobileNetV3")
