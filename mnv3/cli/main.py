@@ -16,6 +16,8 @@ COMMANDS: tuple[str, ...] = (
     "mnv3.cli.profile_cmd",
     "mnv3.cli.convert_cmd",
     "mnv3.cli.predict_cmd",
+    "mnv3.cli.train_cmd",
+    "mnv3.cli.eval_cmd",
 )
 
 

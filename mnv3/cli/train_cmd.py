@@ -1,0 +1,115 @@
+"""``mnv3 train``: train a classifier from a recipe; with no arguments, Fashion-MNIST on the CPU."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+# flag -> config field; every flag defaults to None so only the flags given override the recipe
+FLAG_FIELDS = {
+    "model": "model",
+    "data": "data",
+    "data_dir": "data_dir",
+    "epochs": "epochs",
+    "max_steps": "max_steps",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "output": "output",
+    "name": "name",
+    "seed": "seed",
+    "device": "device",
+    "weights": "weights",
+    "resolution": "resolution",
+    "workers": "workers",
+    "precision": "precision",
+    "preset": "preset",
+}
+SWITCHES = ("deterministic", "qat", "strict", "download", "compile", "sync_bn")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (default: MobileNetV3-Small on Fashion-MNIST, CPU)",
+        description="Train from a recipe (fashion-mnist, paper, torchvision, timm, or a YAML file). Flags and "
+        "--set KEY=VALUE override any recipe field; the resolved config is saved as config.yaml in the run folder.",
+    )
+    p.add_argument("--recipe", default="fashion-mnist", help="packaged recipe name or YAML path (default: fashion-mnist)")
+    p.add_argument("--model", help="registered model name (mnv3 models)")
+    p.add_argument("--data", help="'fashion-mnist' or an ImageFolder root (train/ and val/ inside)")
+    p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--epochs", type=float)
+    p.add_argument("--max-steps", type=int, help="stop after N steps (the schedule still spans --epochs)")
+    p.add_argument("--batch-size", type=int, help="global batch over all processes")
+    p.add_argument("--lr", type=float, help="learning rate at the recipe's lr_base_batch (scaled linearly to --batch-size)")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--output", help="parent folder of runs (default runs/)")
+    p.add_argument("--name", help="run folder name (default: model-data-timestamp)")
+    p.add_argument("--resume", help="run folder or checkpoint to continue exactly where it stopped")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--preset", help="model conventions (paper, torchvision, timm, keras)")
+    p.add_argument("--weights", help="start from these weights (named entry or file); the classifier is resized")
+    p.add_argument("--workers", type=int, help="data-loader worker processes")
+    p.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
+    p.add_argument("--qat", action="store_true", default=None, help="quantization-aware training (mnv3.deploy.quantize)")
+    p.add_argument("--strict", action="store_true", default=None, help="fail on unreadable dataset files instead of skipping them")
+    p.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST if it is not found")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun (CUDA)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field (repeatable)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields the command line sets."""
+    from mnv3.train.config import parse_set
+
+    out: dict[str, Any] = {}
+    for flag, fieldname in FLAG_FIELDS.items():
+        v = getattr(args, flag)
+        if v is not None:
+            out[fieldname] = v
+    for s in SWITCHES:
+        if getattr(args, s):
+            out[s] = True
+    if args.no_progress:
+        out["progress"] = False
+    out.update(parse_set(args.set))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from mnv3.train.checkpoint import load_checkpoint
+    from mnv3.train.config import apply_overrides, config_from_dict, dump_config, load_recipe
+    from mnv3.train.engine import train
+
+    overrides = overrides_from_args(args)
+    if args.resume:
+        cfg = apply_overrides(config_from_dict(load_checkpoint(args.resume)["config"]), overrides)
+    else:
+        cfg = load_recipe(args.recipe, overrides)
+    if args.print_config:
+        print(dump_config(cfg), end="")
+        return 0
+    result = train(cfg, resume=args.resume)
+    if result.status == "nonfinite":
+        print(f"mnv3 train: error: {result.message}", file=sys.stderr)
+        return result.exit_code
+    if result.status == "interrupted":
+        print(f"mnv3 train: {result.message}", file=sys.stderr)
+        return result.exit_code
+    if result.final:
+        split = "test" if cfg.data == "fashion-mnist" and cfg.val_split == 0 else "val"
+        print(
+            f"{split} accuracy: top-1 {100 * result.final['top1']:.2f} %, top-5 {100 * result.final['top5']:.2f} % "
+            f"({result.final['count']} images) after {result.epoch:.2f} epochs, {result.wall_s / 60:.1f} min"
+        )
+    print(f"run folder: {result.run_dir}")
+    if result.weights:
+        print(f"weights: {result.weights}  (mnv3 eval {result.weights}; mnv3 predict --weights {result.weights} IMAGE)")
+    return 0
