@@ -144,14 +144,29 @@ def _same_network(a: ModelSpec, b: ModelSpec) -> bool:
     return key(a) == key(b)
 
 
-def _drop_classifier_if_resized(model_spec: ModelSpec, source_spec: ModelSpec, tensors: dict[str, torch.Tensor], meta: WeightsMeta) -> ModelSpec:
-    """A model with another class count takes all but the classifier (fine-tuning); it keeps its own classifier."""
-    if model_spec.num_classes == source_spec.num_classes:
-        return source_spec
-    for p in ("weight", "bias"):
-        tensors.pop(f"classifier.{p}", None)
-    meta.categories = []
-    return source_spec.replace(num_classes=model_spec.num_classes)
+def _adapt_for_finetuning(model_spec: ModelSpec, source_spec: ModelSpec, tensors: dict[str, torch.Tensor], meta: WeightsMeta) -> None:
+    """Let a model with another class count or a 1-channel input take the rest of the weights.
+
+    Another class count: the classifier is not loaded (the model keeps its own, for fine-tuning).
+    One input channel from RGB weights: the stem kernel is summed over its input channels, the usual
+    grayscale adaptation (timm's ``adapt_input_conv``), and the preprocessing becomes grayscale with
+    the channel-averaged mean / std: a starting point for fine-tuning, not the source's exact outputs.
+    """
+    if model_spec.num_classes != source_spec.num_classes:
+        for p in ("weight", "bias"):
+            tensors.pop(f"classifier.{p}", None)
+        meta.categories = []
+    if model_spec.in_chans != source_spec.in_chans:
+        if (model_spec.in_chans, source_spec.in_chans) != (1, 3):
+            raise ValueError(f"weights for {source_spec.in_chans}-channel input cannot be adapted to {model_spec.in_chans} channels (only RGB -> 1)")
+        tensors["stem.conv.weight"] = tensors["stem.conv.weight"].sum(dim=1, keepdim=True)
+        p = meta.preprocessing
+        meta.preprocessing = dataclasses.replace(p, grayscale=True, mean=(sum(p.mean) / len(p.mean),), std=(sum(p.std) / len(p.std),))
+
+
+def _io_like(spec: ModelSpec, model_spec: ModelSpec) -> ModelSpec:
+    """``spec`` with the model's class count and input channels (the parts fine-tuning may change)."""
+    return spec.replace(num_classes=model_spec.num_classes, in_chans=model_spec.in_chans)
 
 
 def _load_partial_aware(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -170,7 +185,7 @@ def _load_entry(model: nn.Module, entry: WeightsEntry, progress: bool) -> Weight
 
     wanted = build_spec(entry.model, preset=entry.preset, num_classes=entry.num_classes)
     spec: ModelSpec = model.spec  # type: ignore[assignment]
-    if not _same_network(spec, wanted.replace(num_classes=spec.num_classes)):
+    if not _same_network(spec, _io_like(wanted, spec)):
         raise ValueError(
             f"weights {entry.name!r} are for create_model({entry.model!r}, preset={entry.preset.value!r}); this model "
             f"({spec.name}) is a different network or uses other conventions. Use mnv3.weights.create_pretrained({entry.name!r}) "
@@ -180,7 +195,7 @@ def _load_entry(model: nn.Module, entry: WeightsEntry, progress: bool) -> Weight
     mapped = map_file(path, entry.library)
     check_fits(mapped, wanted)
     meta = entry_meta(entry)
-    _drop_classifier_if_resized(spec, wanted, mapped.tensors, meta)
+    _adapt_for_finetuning(spec, wanted, mapped.tensors, meta)
     _load_partial_aware(model, mapped.tensors)
     return meta
 
@@ -191,12 +206,12 @@ def _load_mnv3_file(model: nn.Module, path: Path) -> WeightsMeta:
     meta = WeightsMeta.from_json(header[META_KEY]) if META_KEY in header else WeightsMeta()
     if SPEC_KEY in header:
         file_spec = spec_from_dict(json.loads(header[SPEC_KEY]))
-        if not _same_network(spec, file_spec.replace(num_classes=spec.num_classes)):
+        if not _same_network(spec, _io_like(file_spec, spec)):
             raise ValueError(
                 f"{path} holds {file_spec.name} with other widths or conventions than this model ({spec.name}); "
                 f"rebuild it from the file with mnv3.weights.model_from_file({str(path)!r})"
             )
-        _drop_classifier_if_resized(spec, file_spec, tensors, meta)
+        _adapt_for_finetuning(spec, file_spec, tensors, meta)
     expected = expected_shapes(spec)
     bad = [k for k, s in expected.items() if k in tensors and tuple(tensors[k].shape) != s]
     missing = [k for k in expected if k not in tensors and not k.startswith("classifier.")]
@@ -220,11 +235,11 @@ def _load_foreign(model: nn.Module, path: Path, library: Library) -> WeightsMeta
             f"Use create_model({spec.name!r}, preset={LIBRARY_PRESETS[library][0].value!r}, weights=...)."
         )
     mapped = map_file(path, library)
-    source_spec = spec.replace(num_classes=mapped.num_classes)
+    source_spec = spec.replace(num_classes=mapped.num_classes, in_chans=mapped.in_chans)
     check_fits(mapped, source_spec)
     preset = next(p for p in LIBRARY_PRESETS[library] if numerics_match(spec, library))
     meta = default_meta(library, preset, mapped.num_classes, f"{library.value} checkpoint {path.name}")
-    _drop_classifier_if_resized(spec, source_spec, mapped.tensors, meta)
+    _adapt_for_finetuning(spec, source_spec, mapped.tensors, meta)
     _load_partial_aware(model, mapped.tensors)
     return meta
 
@@ -232,8 +247,9 @@ def _load_foreign(model: nn.Module, path: Path, library: Library) -> WeightsMeta
 def load_weights_into(model: nn.Module, weights: WeightsEntry | str | os.PathLike, *, progress: bool = True) -> WeightsMeta:
     """Load a named entry (object or name), an mnv3 safetensors file or a torchvision / timm / Keras checkpoint.
 
-    A model with another class count than the weights takes everything but the classifier
-    (transfer learning). The metadata (preprocessing, categories, ...) is returned and kept as
+    A model with another class count than the weights takes everything but the classifier, and a
+    1-channel model takes RGB weights with the stem summed over channels (fine-tuning; see
+    :func:`_adapt_for_finetuning`). The metadata (preprocessing, categories, ...) is returned and kept as
     ``model.weights_meta``.
     """
     if getattr(model, "spec", None) is None:
@@ -245,8 +261,13 @@ def load_weights_into(model: nn.Module, weights: WeightsEntry | str | os.PathLik
     else:
         path = Path(weights)
         if not path.exists():
-            hint = "" if path.suffix else " It is not a named weights entry either (see mnv3.weights.list_weights())."
-            raise FileNotFoundError(f"weights file {str(path)!r} does not exist.{hint}")
+            import difflib
+
+            close = difflib.get_close_matches(str(weights), list(WEIGHTS), n=3, cutoff=0.6)
+            hint = f" Did you mean the named weights {', '.join(close)}?" if close else ""
+            raise FileNotFoundError(
+                f"weights {str(path)!r}: no such file, and not a named weights entry (see mnv3.weights.list_weights()).{hint}"
+            )
         fmt = detect_format(path)
         meta = _load_mnv3_file(model, path) if fmt is FileFormat.MNV3 else _load_foreign(model, path, Library(fmt.value))
     model.weights_meta = meta

@@ -1,0 +1,89 @@
+"""load_weights_into / create_model(weights=...): mnv3 files, foreign checkpoints, presets, fine-tuning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+import mnv3
+from mnv3.weights import WeightsMeta, load_weights_into, model_from_file, save_weights
+from mnv3.weights.io import Preprocessing
+from mnv3.weights.testing import randomize_
+
+
+@pytest.fixture(scope="module")
+def tv_small(tmp_path_factory):
+    torch.manual_seed(0)
+    src = randomize_(torchvision.models.mobilenet_v3_small(), seed=7)
+    path = tmp_path_factory.mktemp("tv") / "small.pth"
+    torch.save(src.state_dict(), path)
+    return src, path
+
+
+def test_create_model_with_a_foreign_checkpoint(tv_small) -> None:
+    src, path = tv_small
+    model = mnv3.create_model("mobilenetv3_small_100", preset="torchvision", weights=path).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert (model(x) - src(x)).abs().max() <= 1e-4
+    assert model.weights_meta.source.endswith("small.pth")
+
+
+def test_foreign_checkpoint_needs_its_preset(tv_small) -> None:
+    _, path = tv_small
+    with pytest.raises(ValueError, match=r"preset='torchvision'.*padding tf_same, BN eps 0.001"):
+        mnv3.create_model("mobilenetv3_small_100", weights=path)
+
+
+def test_other_class_count_keeps_the_backbone(tv_small) -> None:
+    src, path = tv_small
+    model = mnv3.create_model("mobilenetv3_small_100", preset="torchvision", num_classes=10, weights=path)
+    assert torch.equal(model.head_conv.conv.weight, src.features[12][0].weight)
+    assert torch.equal(model.head_hidden.weight, src.classifier[0].weight)
+    assert model.classifier.weight.shape == (10, 1024)
+    assert model.weights_meta.categories == []
+
+
+def test_mnv3_file_round_trip_and_spec_check(tmp_path, tv_small) -> None:
+    _, path = tv_small
+    model, meta = mnv3.weights.convert_checkpoint(path, "torchvision", "mobilenetv3_small_100")
+    out = save_weights(model, tmp_path / "small.safetensors", meta)
+    again = mnv3.create_model("mobilenetv3_small_100", preset="torchvision", weights=out)
+    for k, v in model.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v), k
+    assert again.weights_meta.categories == meta.categories
+    with pytest.raises(ValueError, match=r"model_from_file"):
+        mnv3.create_model("mobilenetv3_small_100", preset="paper", weights=out)
+    with pytest.raises(ValueError, match="model_from_file"):
+        mnv3.create_model("mobilenetv3_large_100", preset="torchvision", weights=out)
+
+
+def test_grayscale_metadata_round_trips(tmp_path) -> None:
+    model = mnv3.create_model("mobilenetv3_small_050", num_classes=10, in_chans=1)
+    prep = Preprocessing(resize=32, crop=28, mean=(0.286,), std=(0.353,), grayscale=True)
+    meta = WeightsMeta(preprocessing=prep, categories=[f"c{i}" for i in range(10)])
+    save_weights(model, tmp_path / "g.safetensors", meta)
+    back, back_meta = model_from_file(tmp_path / "g.safetensors")
+    assert back.spec == model.spec and back_meta.preprocessing == prep and back_meta.categories == meta.categories
+
+
+def test_missing_weights_name_or_file() -> None:
+    model = mnv3.create_model("mobilenetv3_small_100")
+    with pytest.raises(FileNotFoundError, match="not a named weights entry"):
+        load_weights_into(model, "mobilenetv3_small_100.nope")
+    with pytest.raises(FileNotFoundError):
+        load_weights_into(model, "/nonexistent/file.pth")
+
+
+def test_grayscale_fine_tuning_sums_the_stem(tv_small) -> None:
+    """RGB weights into a 1-channel, 10-class model (Fashion-MNIST fine-tuning): stem summed over channels."""
+    src, path = tv_small
+    model = mnv3.create_model("mobilenetv3_small_100", preset="torchvision", num_classes=10, in_chans=1, weights=path)
+    assert torch.equal(model.stem.conv.weight, src.features[0][0].weight.sum(1, keepdim=True))
+    assert torch.equal(model.blocks[0].dw.conv.weight, src.features[1].block[0][0].weight)
+    # a gray image through the summed stem equals the RGB stem on the replicated image (before BN)
+    g = torch.rand(1, 1, 32, 32)
+    torch.testing.assert_close(model.stem.conv(g), src.features[0][0](g.expand(1, 3, 32, 32)))
+    prep = model.weights_meta.preprocessing
+    assert prep.grayscale and len(prep.mean) == len(prep.std) == 1
