@@ -30,6 +30,9 @@ VARIANTS = {
     "mobilenetv3_small_075": ("MobileNetV3Small", 0.75, False),
     "mobilenetv3_small_100": ("MobileNetV3Small", 1.0, False),
     "mobilenetv3_small_minimal_100": ("MobileNetV3Small", 1.0, True),
+    # no published weights, but the width rules differ here: Keras' head conv is 6 x the rounded
+    # input (6 * 32 = 192), not the rounded 576 * 0.35 (200), and the stem stays at 16
+    "mobilenetv3_small_035": ("MobileNetV3Small", 0.35, False),
 }
 
 
@@ -48,7 +51,7 @@ def build_random_keras(name: str, seed: int = 0):
         elif len(layer.weights) == 2:  # conv with bias: SE convs, conv_2, logits
             kernel, bias = layer.get_weights()
             if layer.name in ("conv_2", "logits"):
-                kernel = rng.normal(0, 1 / np.sqrt(kernel.shape[2]), kernel.shape)
+                kernel = rng.normal(0, 3 / np.sqrt(kernel.shape[2]), kernel.shape)
             layer.set_weights([kernel, rng.normal(0, 0.1, bias.shape)])
     return model
 
