@@ -81,6 +81,7 @@ class TrainConfig:
     epochs: float = 600
     max_steps: int | None = None  # stop after this many steps; the schedule still spans `epochs`
     batch_size: int = 4096  # global, over all processes
+    grad_accum_steps: int = 1  # split each process's batch into this many micro-batches (gradient accumulation)
     eval_batch_size: int | None = None
     ema_decay: float | None = 0.9999
     ema_warmup: bool = True  # decay = min(ema_decay, (1 + n) / (10 + n)) for the first updates
@@ -169,7 +170,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("precision", cfg.precision, PRECISIONS)
     _choice("verify_images", cfg.verify_images, VERIFY)
-    for name in ("batch_size", "resolution", "log_interval"):
+    for name in ("batch_size", "resolution", "log_interval", "grad_accum_steps"):
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(cfg, name)}")
     if cfg.epochs <= 0:

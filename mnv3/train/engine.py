@@ -305,11 +305,34 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
     from tqdm import tqdm
 
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    micro = cfg.grad_accum_steps
+
+    def train_forward_backward(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Forward and backward over ``micro`` interleaved slices of the batch (x[j::micro]); returns the mean loss.
+
+        Slice j of a process's batch holds the same images as rank j's batch of a run with ``micro``
+        times more processes, so accumulation here reproduces that run's gradients and BN statistics.
+        """
+        opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=device)
+        for j in range(micro):
+            xj, tj = (x, target) if micro == 1 else (x[j::micro], target[j::micro])
+            sync = contextlib.nullcontext() if not info.enabled or j == micro - 1 else net.no_sync()  # type: ignore[operator]
+            with sync:
+                with autocast(device, cfg.precision):
+                    logits = fwd(xj)
+                loss = criterion(logits.float(), tj)
+                scaler.scale(loss / micro).backward()
+            total += loss.detach() / micro
+        return total
+
     flags = torch.zeros(2)
     status, message, signum = COMPLETED, "", None
     last_eval: EvalResult | None = None
     train_time, train_images = 0.0, 0
     per_rank = D.per_rank_batch(cfg.batch_size, info)
+    if per_rank % cfg.grad_accum_steps:
+        raise ValueError(f"the per-process batch {per_rank} does not split into grad_accum_steps={cfg.grad_accum_steps} micro-batches")
     with StopFlag() as stop:
         while step < stop_at and status == COMPLETED:
             epoch, start_batch = divmod(step, spe)
@@ -328,10 +351,8 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
                 target = y
                 if mix is not None:
                     x, target = mix(x, y)
-                with autocast(device, cfg.precision):
-                    logits = fwd(x)
-                loss = criterion(logits.float(), target)
-                flags[0] = 0.0 if bool(torch.isfinite(loss.detach()).item()) else 1.0
+                loss = train_forward_backward(x, target)
+                flags[0] = 0.0 if bool(torch.isfinite(loss).item()) else 1.0
                 flags[1] = 1.0 if stop.signum is not None else 0.0
                 all_reduce_(flags, torch.distributed.ReduceOp.MAX)
                 if flags[0] > 0:
@@ -340,12 +361,10 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
                     kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
                     message = (
                         f"loss is {float(loss):.4g} (not finite) at step {step + 1} (epoch {(step + 1) / spe:.2f}); the run stopped "
-                        f"without saving this state, and {kept}. Lower the learning rate (--lr), set a gradient clip "
+                        f"without taking this step or saving, and {kept}. Lower the learning rate (--lr), set a gradient clip "
                         "(--set grad_clip=1.0), or check the data."
                     )
                     break
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
                     nn.utils.clip_grad_norm_(core.parameters(), cfg.grad_clip)
@@ -361,7 +380,8 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
                 train_images += per_rank * info.world_size
                 bar.update(1)
                 if step % cfg.log_interval == 0 or step == 1 or step == stop_at:
-                    loss_v = float(loss)
+                    loss_avg = all_reduce_(loss.float().reshape(1).clone()) / info.world_size  # the global batch's loss
+                    loss_v = float(loss_avg)
                     img_s = n_interval * cfg.batch_size / max(now - t_interval, 1e-9)
                     lr = opt.param_groups[0]["lr"]
                     metrics.log("train", step, epoch=step / spe, loss=loss_v, lr=lr, img_s=img_s)

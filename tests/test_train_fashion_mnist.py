@@ -1,0 +1,69 @@
+"""A short real run: `mnv3 train` on a Fashion-MNIST subset learns, writes its run folder, and
+`mnv3 eval` on the saved weights reproduces the run's own evaluation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnv3.cli.main import main
+from mnv3.data import fashion_mnist as fm
+from mnv3.train.metrics import read_metrics
+from mnv3.weights.io import model_from_file
+
+# 100 steps of 32 images at 32 px (about 15 s on one core); chance is 10 %.
+SHORT = ["--max-steps", "100", "--epochs", "1", "--batch-size", "32", "--resolution", "32", "--no-progress",
+         "--set", "train_subset=3200", "--set", "val_subset=1000", "--set", "bn_momentum=0.1", "--set", "log_interval=5",
+         "--set", "threads=1", "--set", "tensorboard=false", "--set", "warmup_epochs=0.1", "--set", "lr=0.4"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    try:
+        fm.load_split("test")
+    except FileNotFoundError as e:
+        pytest.skip(f"Fashion-MNIST not installed: {e}")
+    out = tmp_path_factory.mktemp("runs")
+    threads = torch.get_num_threads()
+    try:
+        assert main(["train", "--output", str(out), "--name", "short", *SHORT]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out / "short"
+
+
+def test_short_run_lowers_the_loss_and_beats_chance(run: Path):
+    records = read_metrics(run / "metrics.jsonl")
+    losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert len(losses) == 21 and records[-1]["step"] == 100
+    assert sum(losses[-5:]) / 5 < 0.8 * losses[0]  # from ln(10) = 2.30 to below 1.85
+    top1 = [r["top1"] for r in records if r["kind"] == "eval"][-1]
+    assert top1 > 0.4, f"top-1 {top1:.3f} is not well above chance (0.1)"
+
+
+def test_run_folder_holds_config_curves_checkpoints_and_weights(run: Path):
+    for name in ("config.yaml", "metrics.jsonl", "curves.png", "confusion.png", "last.pt", "best.pt", "final_metrics.json", "model.safetensors"):
+        assert (run / name).is_file(), name
+    model, meta = model_from_file(run / "model.safetensors")
+    assert meta.categories == list(fm.CLASSES) and meta.preprocessing.grayscale
+    assert (meta.preprocessing.resize, meta.preprocessing.crop, model.spec.in_chans) == (32, 32, 1)
+    assert meta.recipe["max_steps"] == 100 and meta.metrics["fashion-mnist test top-1"] > 0.4
+
+
+def test_eval_command_reproduces_the_final_metrics(run: Path, tmp_path: Path, capsys):
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert main(["eval", str(run / "model.safetensors"), "--subset", "10000", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "per-class accuracy" in out and "Ankle boot" in out
+    report = json.loads((tmp_path / "eval-test.json").read_text())
+    assert (tmp_path / "confusion-test.png").is_file()
+    assert report["count"] == 10000 and sum(map(sum, report["confusion"])) == 10000
+    # the run evaluated a class-balanced 1,000-image subset; the full test set must agree closely
+    assert abs(report["top1"] - final["top1"]) < 0.06
+    # and the checkpoint path gives exactly the weights file's numbers
+    assert main(["eval", str(run / "last.pt"), "--subset", "10000", "--output", str(tmp_path / "ckpt")]) == 0
+    again = json.loads((tmp_path / "ckpt" / "eval-test.json").read_text())
+    assert again["confusion"] == report["confusion"]
