@@ -20,7 +20,7 @@ VARIANTS = [
 
 def _source(fn, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return randomize_(fn(), seed)
+    return randomize_(fn(), seed, linear_gain=3)
 
 
 @pytest.mark.parametrize(("tv_name", "name", "fn"), VARIANTS, ids=[v[1] for v in VARIANTS])

@@ -14,8 +14,8 @@ from torch import nn
 
 
 @torch.no_grad()
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN statistics and affine parameters, random biases, Linear weights of std 3/sqrt(fan-in); eval mode."""
+def randomize_(model: nn.Module, seed: int = 0, linear_gain: float = 1.0) -> nn.Module:
+    """Random BN statistics and affine parameters, random biases, Linear weights of std gain/sqrt(fan-in); eval mode."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -26,7 +26,7 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
             m.bias.copy_(torch.randn(n, generator=g) * 0.1)
             m.num_batches_tracked.fill_(int(torch.randint(1, 1000, (1,), generator=g)))
         elif isinstance(m, nn.Linear):
-            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 3 / math.sqrt(m.in_features))
+            m.weight.copy_(torch.randn(m.weight.shape, generator=g) * linear_gain / math.sqrt(m.in_features))
         if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
             m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
     return model.eval()
