@@ -85,8 +85,9 @@ def test_params_and_madds_are_the_profilers(key) -> None:
 
 def test_expected_shapes_mirror_the_model() -> None:
     """The converters' shape check (no model built) agrees with MobileNetV3 for every registered name."""
-    for name in list_models():
-        spec = build_spec(name, preset="timm" if name.endswith("075") else "paper")
+    presets = ("paper", "torchvision", "timm", "keras")
+    for i, name in enumerate(list_models()):
+        spec = build_spec(name, preset=presets[i % len(presets)])  # every preset, over the names
         actual = {k: tuple(v.shape) for k, v in MobileNetV3(spec).state_dict().items()}
         assert list(expected_shapes(spec).items()) == list(actual.items()), name
     no_head = build_spec("mobilenetv3_small_100", num_classes=0, in_chans=1)

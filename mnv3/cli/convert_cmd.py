@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from mnv3.spec.conventions import Preset
+from mnv3.spec.types import ModelSpec
 from mnv3.weights.convert.common import Library
 
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _preset_of(spec, source: str) -> Preset:  # noqa: ANN001
+def _preset_of(spec: ModelSpec, source: str) -> Preset:
     from mnv3.spec.conventions import get_preset
     from mnv3.weights.convert.common import LIBRARY_PRESETS
 

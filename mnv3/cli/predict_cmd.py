@@ -11,8 +11,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnv3.spec.conventions import Preset
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from mnv3.weights.io import WeightsMeta
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_for_predict(weights: str, model_name: str | None, preset: str | None):  # noqa: ANN201
+def load_for_predict(weights: str, model_name: str | None, preset: str | None) -> tuple[nn.Module, WeightsMeta]:
     """(model in eval mode, WeightsMeta) for any kind of weights ``predict`` accepts."""
     from mnv3.weights.checkpoint import FileFormat, detect_format
     from mnv3.weights.io import model_from_file
@@ -69,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     prep = meta.preprocessing
     transform = build_transform(prep)
     k = min(args.topk, model.spec.num_classes)
+    named = len(meta.categories) == model.spec.num_classes
+
+    def label(i: int) -> str:
+        return meta.categories[i] if named else f"class {i}"
+
     failed = 0
     for name in args.images:
         try:
@@ -82,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
             probs = model(transform(img).unsqueeze(0)).softmax(-1)[0]
         top = probs.topk(k)
         rows = [(int(i), float(p)) for p, i in zip(top.values, top.indices, strict=True)]
-        label = (lambda i: meta.categories[i]) if len(meta.categories) == model.spec.num_classes else (lambda i: f"class {i}")
         if args.json:
             print(json.dumps({"image": name, "top": [{"index": i, "label": label(i), "prob": p} for i, p in rows]}))
         else:

@@ -20,8 +20,12 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
 
 KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
 
@@ -52,7 +56,7 @@ def _decode(values: object) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]  # type: ignore[union-attr]
 
 
-def _read_keras3(root) -> KerasWeights:  # noqa: ANN001 (h5py group)
+def _read_keras3(root: h5py.Group) -> KerasWeights:
     by_class: dict[str, list[tuple[int, str]]] = {}
     for name in root["layers"]:
         group = root["layers"][name]
@@ -81,7 +85,7 @@ def _read_keras3(root) -> KerasWeights:  # noqa: ANN001 (h5py group)
     return out
 
 
-def _read_legacy(root) -> KerasWeights:  # noqa: ANN001 (h5py group)
+def _read_legacy(root: h5py.Group) -> KerasWeights:
     out = KerasWeights()
     for name in _decode(root.attrs["layer_names"]):
         group = root[name]
@@ -105,7 +109,7 @@ def _read_legacy(root) -> KerasWeights:  # noqa: ANN001 (h5py group)
     return out
 
 
-def _read_h5(f) -> KerasWeights:  # noqa: ANN001 (h5py file)
+def _read_h5(f: h5py.File) -> KerasWeights:
     if "layers" in f and "layer_names" not in f.attrs:
         return _read_keras3(f)
     root = f["model_weights"] if "model_weights" in f else f
