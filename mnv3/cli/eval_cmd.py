@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--subset", type=int, help="evaluate only the first N images")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--output", help="where eval-<split>.json and confusion-<split>.png go (default: next to SOURCE)")
     p.set_defaults(func=run)
 
@@ -25,8 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import math
 
+    import torch
+
     from mnv3.train.eval_job import run_eval
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result, out = run_eval(args.source, args.data, args.split, args.data_dir, args.batch_size, args.device, args.output, args.subset)
     print(f"top-1 {100 * result.top1:.2f} %   top-5 {100 * result.top5:.2f} %   loss {result.loss:.4f}   ({result.count} images)")
     names = result.classes or [str(i) for i in range(len(result.per_class))]

@@ -448,14 +448,16 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResu
 
     atomic_write_bytes(run_dir / "final_metrics.json", json.dumps({"split": data.val_name, **final}, indent=2).encode())
     plot_confusion(ev.confusion, data.classes, run_dir / "confusion.png", f"{data.name} {data.val_name}: top-1 {100 * ev.top1:.2f} %")
-    if own_model and getattr(model, "spec", None) is not None:
+    # a QAT network (mnv3.deploy.quantize.QATModel) is saved as its fine-tuned float network; its
+    # int8 graph comes from mnv3.deploy.quantize.convert_qat
+    net = model.to_float() if hasattr(model, "to_float") else model
+    if own_model and getattr(net, "spec", None) is not None:
         meta = WeightsMeta(
             preprocessing=data.preprocessing,
             categories=list(data.classes),
             metrics={f"{data.name} {data.val_name} top-1": ev.top1, f"{data.name} {data.val_name} top-5": ev.top5},
             recipe=cfg.to_dict(),
-            source=f"mnv3 train, run {run_dir.name}",
+            source=f"mnv3 train, run {run_dir.name}" + (" (quantization-aware training; float weights)" if cfg.qat else ""),
         )
-        with contextlib.suppress(ValueError):
-            save_weights(model.to("cpu").to(memory_format=torch.contiguous_format), run_dir / "model.safetensors", meta)
+        save_weights(net.to("cpu").to(memory_format=torch.contiguous_format), run_dir / "model.safetensors", meta)
     return final
