@@ -142,3 +142,15 @@ def test_unknown_name_lists_close_matches() -> None:
 def test_in_chans_override() -> None:
     m = mnv3.create_model("mobilenetv3_small_100", in_chans=1, num_classes=10)
     assert m(torch.zeros(2, 1, 64, 64)).shape == (2, 10)
+
+
+def test_named_weights_choose_their_preset(monkeypatch) -> None:
+    """create_model(name, weights=ENTRY) builds the model under the entry's preset before loading."""
+    import mnv3.weights.load as load
+    from mnv3.weights.named import get_weights
+
+    seen = {}
+    monkeypatch.setattr(load, "_load_entry", lambda model, entry, progress: seen.setdefault("conventions", model.spec.conventions))
+    entry = get_weights("mobilenetv3_large_100.torchvision_v1")
+    mnv3.create_model(entry.model, weights=entry.name)
+    assert seen["conventions"] == mnv3.spec.get_preset(entry.preset)

@@ -142,10 +142,17 @@ def create_model(
 ) -> MobileNetV3:
     """Build a network from a registered name, a :class:`ModelSpec`, or a spec file (Path).
 
-    ``weights=`` (a named weights entry or a local file) is handled by :mod:`mnv3.weights`
-    when that module is available.
+    ``weights=`` (a named weights entry, its name, or a local file) is loaded by
+    :func:`mnv3.weights.load_weights_into`; a named entry also sets the preset it needs.
     """
     weights = overrides.pop("weights", None)
+    if weights is not None and "preset" not in overrides and not isinstance(name, (ModelSpec, os.PathLike)):
+        # a named weights entry computes its source's logits only under its own preset: use it
+        from mnv3.weights.named import WEIGHTS, WeightsEntry
+
+        entry = weights if isinstance(weights, WeightsEntry) else WEIGHTS.get(weights) if isinstance(weights, str) else None
+        if entry is not None:
+            overrides["preset"] = entry.preset
     if isinstance(name, ModelSpec):
         if overrides:
             raise ValueError(f"options {sorted(overrides)} apply to registered names; edit the spec instead")
