@@ -61,6 +61,11 @@ def test_head_scaling_conventions() -> None:
     assert scale_width(LARGE.replace(conventions=get_preset("timm")), 0.5).stem.out == 16
     assert scale_width(LARGE.replace(conventions=get_preset("timm")), 0.75).stem.out == 16
     assert scale_width(LARGE, 0.35).stem.out == 8
+    # Table 9's Large 1.25 row fits a 1280 head under the paper preset; other presets keep their own rule
+    assert mnv3.build_spec("mobilenetv3_large_125").head.hidden == 1280
+    assert mnv3.build_spec("mobilenetv3_large_125", preset="keras").head.hidden == 1600
+    assert mnv3.build_spec("mobilenetv3_large_125", preset="torchvision").head.hidden == 1600
+    assert mnv3.build_spec("mobilenetv3_large_125", preset="timm").head.hidden == 1280
 
 
 def test_reduced_tail_halves_c4_to_c5_but_keeps_c4_expansion() -> None:

@@ -42,7 +42,8 @@ class Variant:
     reduced_tail: bool = False
     halve_first_expansion: bool = False  # RF2 for segmentation also halves the C4 expansion
     output_stride: int = 32
-    head_hidden: int | None = None  # explicit hidden-head width (paper Table 9's Large 1.25 row)
+    head_hidden: int | None = None  # explicit hidden-head width, under any preset
+    paper_head_hidden: int | None = None  # hidden-head width under the paper preset only (Table 9's Large 1.25 row)
     dropout: float = 0.2
     description: str = ""
 
@@ -62,7 +63,7 @@ for _w, _tag in ((0.35, "035"), (0.5, "050"), (0.75, "075"), (1.0, "100"), (1.25
         f"mobilenetv3_large_{_tag}",
         # Table 9's Large 1.25 row (7.5M params / 356M MAdds) fits an unscaled 1280 head (7.55M),
         # not the scaled 1600 one (8.26M); see docs/architecture.md.
-        Variant(Family.LARGE, _w, head_hidden=1280 if _w > 1 else None, description=f"MobileNetV3-Large {_w}x (Table 1, 9)"),
+        Variant(Family.LARGE, _w, paper_head_hidden=1280 if _w > 1 else None, description=f"MobileNetV3-Large {_w}x (Table 1, 9)"),
     )
     register(f"mobilenetv3_small_{_tag}", Variant(Family.SMALL, _w, description=f"MobileNetV3-Small {_w}x (Table 2, 9)"))
 register("mobilenetv3_large_minimal_100", Variant(Family.LARGE, 1.0, minimal=True, description="Large minimalistic (TF-slim)"))
@@ -128,8 +129,11 @@ def build_spec(
         spec = T.reduce_tail(spec, halve_first_expansion=variant.halve_first_expansion)
     if variant.minimal:
         spec = T.minimalistic(spec)
-    if variant.width != 1.0 or variant.head_hidden is not None:
-        spec = T.scale_width(spec, variant.width, head_hidden=variant.head_hidden)
+    head_hidden = variant.head_hidden
+    if head_hidden is None and Preset(preset) is Preset.PAPER:
+        head_hidden = variant.paper_head_hidden
+    if variant.width != 1.0 or head_hidden is not None:
+        spec = T.scale_width(spec, variant.width, head_hidden=head_hidden)
     if variant.output_stride != 32:
         spec = T.with_output_stride(spec, variant.output_stride)
     return spec
