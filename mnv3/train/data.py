@@ -91,6 +91,19 @@ def _train_tf(cfg: TrainConfig, mean: tuple, std: tuple):
     )
 
 
+def preprocessing_for(cfg: TrainConfig) -> Preprocessing:
+    """What a model trained with ``cfg`` expects at inference (saved with its weights), without reading data."""
+    if cfg.data == FASHION_MNIST:
+        gray = True if cfg.grayscale is None else cfg.grayscale
+        mean, std = _normalisation(cfg, 1 if gray else 3, fm.MEAN, fm.STD)
+        return Preprocessing(resize=cfg.resolution, crop=cfg.resolution, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=gray)
+    gray = bool(cfg.grayscale)
+    mean, std = _normalisation(cfg, 1 if gray else 3, IMAGENET.mean if not gray else 0.449, IMAGENET.std if not gray else 0.226)
+    return Preprocessing(
+        resize=int(round(cfg.resolution / cfg.crop_pct)), crop=cfg.resolution, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=gray
+    )
+
+
 def build_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBundle:
     """Datasets of the configured source with their transforms and the preprocessing to save with the weights."""
     info = info or DistInfo()
@@ -106,8 +119,8 @@ def _fashion_mnist(cfg: TrainConfig) -> DataBundle:
     channels = 1 if gray else 3
     x, y = fm.load_split("train", cfg.data_dir, cfg.download)
     train_base: Dataset = TensorImageDataset(x, y, fm.CLASSES, channels)
-    mean, std = _normalisation(cfg, channels, fm.MEAN, fm.STD)
-    pp = Preprocessing(resize=cfg.resolution, crop=cfg.resolution, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=gray)
+    pp = preprocessing_for(cfg)
+    mean, std = pp.mean, pp.std
     if cfg.val_split > 0:
         tr, va = _split(len(x), cfg.val_split)
         val_base: Dataset = Subset(train_base, va)
@@ -144,10 +157,8 @@ def _folder(cfg: TrainConfig, info: DistInfo) -> DataBundle:
     tr_index, va_index = broadcast_object(indexes) if info.enabled else indexes  # type: ignore[misc]
     gray = bool(cfg.grayscale)
     channels = 1 if gray else 3
-    mean, std = _normalisation(cfg, channels, IMAGENET.mean if not gray else 0.449, IMAGENET.std if not gray else 0.226)
-    pp = Preprocessing(
-        resize=int(round(cfg.resolution / cfg.crop_pct)), crop=cfg.resolution, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=gray
-    )
+    pp = preprocessing_for(cfg)
+    mean, std = pp.mean, pp.std
     train_base: Dataset = FolderDataset(tr_index, gray)
     if va_index is not None:
         val_base: Dataset = FolderDataset(va_index, gray)

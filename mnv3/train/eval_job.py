@@ -48,19 +48,19 @@ def load_for_eval(source: str | Path) -> LoadedModel:
 def _from_checkpoint(path: Path) -> LoadedModel:
     from mnv3.train.checkpoint import load_checkpoint
     from mnv3.train.config import config_from_dict
-    from mnv3.train.data import build_data
+    from mnv3.train.data import preprocessing_for
     from mnv3.train.engine import build_model
 
     ckpt = load_checkpoint(path)
     cfg = config_from_dict({**ckpt["config"], "weights": None, "qat": False, "train_subset": None, "val_subset": None})
-    data = build_data(cfg)
-    model = build_model(cfg, len(ckpt["classes"]), data.in_chans)
+    pp = preprocessing_for(cfg)
+    model = build_model(cfg, len(ckpt["classes"]), 1 if pp.grayscale else 3)
     if ckpt.get("ema"):
         state = {k[len("module.") :]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
     else:
         state = ckpt["model"]
     model.load_state_dict(state)
-    return LoadedModel(model, data.preprocessing, list(ckpt["classes"]), path)
+    return LoadedModel(model, pp, list(ckpt["classes"]), path)
 
 
 def eval_dataset(data: str, pp: Preprocessing, categories: list[str], split: str = "test", data_dir: str | None = None, strict: bool = False):
