@@ -385,7 +385,8 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
                     img_s = n_interval * cfg.batch_size / max(now - t_interval, 1e-9)
                     lr = opt.param_groups[0]["lr"]
                     metrics.log("train", step, epoch=step / spe, loss=loss_v, lr=lr, img_s=img_s)
-                    bar.set_postfix(loss=f"{loss_v:.4f}", img_s=f"{img_s:.0f}", lr=f"{lr:.3g}")
+                    eta = (stop_at - step) * cfg.batch_size / max(img_s, 1e-9)  # the whole run, at the current pace
+                    bar.set_postfix(loss=f"{loss_v:.4f}", img_s=f"{img_s:.0f}", lr=f"{lr:.3g}", run_eta=f"{eta / 60:.1f}min")
                     t_interval, n_interval = now, 0
                 if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0 and step % spe != 0:
                     save("last.pt")
