@@ -1,0 +1,292 @@
+"""One call from a PyTorch MobileNetV3 to a checked, verified ONNX / ExecuTorch / LiteRT file.
+
+``export_model``: fold BN (and the SE gates where the runtime lacks hard-sigmoid), export, check
+the graph (:mod:`mnv3.deploy.graph_check`), optionally quantize to int8, then run the file in its
+runtime against PyTorch on sample inputs. The file appears at ``out`` only when every step
+passed (temporary path, rename at the end); a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnv3.deploy.calibration import LabelledSet
+from mnv3.deploy.graph_check import GraphReport
+from mnv3.deploy.predictor import Predictor
+from mnv3.deploy.prepare import ExpectedOps, export_ready
+from mnv3.deploy.runtimes import FILE_SUFFIX, Format, require
+
+FP32_TOLERANCE = 1e-4
+
+
+@dataclass
+class ParityReport:
+    """How the exported file's logits compare with PyTorch's on the same inputs."""
+
+    samples: int
+    max_abs: float
+    ref_max_abs: float
+    top1_agreement: float
+    eval_name: str | None = None
+    accuracy_torch: float | None = None
+    accuracy_export: float | None = None
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        """Points of top-1 accuracy lost by the export (positive = worse), when a labelled set was given."""
+        if self.accuracy_torch is None or self.accuracy_export is None:
+            return None
+        return 100.0 * (self.accuracy_torch - self.accuracy_export)
+
+    def summary(self) -> str:
+        lines = [
+            f"vs PyTorch on {self.samples} inputs: max abs diff {self.max_abs:.3g} (logits up to {self.ref_max_abs:.3g}), "
+            f"top-1 agreement {100 * self.top1_agreement:.1f} %"
+        ]
+        if self.accuracy_torch is not None and self.accuracy_export is not None:
+            lines.append(
+                f"accuracy on {self.eval_name}: PyTorch fp32 {100 * self.accuracy_torch:.2f} %, exported "
+                f"{100 * self.accuracy_export:.2f} % (drop {self.accuracy_drop:.2f} points)"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class ExportReport:
+    """What ``export_model`` wrote and what it checked."""
+
+    format: str
+    path: str
+    precision: str
+    resolution: int
+    size_bytes: int
+    export_s: float
+    graph: GraphReport | None
+    parity: ParityReport | None
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [
+            f"wrote {self.path} ({self.format}, {self.precision}, {self.resolution}x{self.resolution}, {self.size_bytes / 1e6:.2f} MB) in {self.export_s:.1f} s"
+        ]
+        if self.graph is not None:
+            lines.append(self.graph.summary())
+        if self.parity is not None:
+            lines.append(self.parity.summary())
+        lines += self.notes
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if self.parity is not None:
+            d["parity"]["accuracy_drop"] = self.parity.accuracy_drop
+        return d
+
+
+def load_predictor(fmt: Format | str, path: str | Path, threads: int = 1) -> Predictor:
+    """The runtime of ``fmt`` loaded on ``path`` with a pinned thread count."""
+    fmt = Format(fmt)
+    require(fmt)
+    if fmt is Format.ONNX:
+        from mnv3.deploy.onnx_backend import OrtPredictor
+
+        return OrtPredictor(path, threads)
+    if fmt is Format.EXECUTORCH:
+        from mnv3.deploy.executorch_backend import ExecuTorchPredictor
+
+        return ExecuTorchPredictor(path, threads)
+    from mnv3.deploy.litert_backend import LiteRTPredictor
+
+    return LiteRTPredictor(path, threads)
+
+
+def build_artifact(
+    model: nn.Module,
+    fmt: Format | str,
+    path: Path,
+    example: torch.Tensor,
+    *,
+    int8: bool = False,
+    calibration: torch.Tensor | None = None,
+    mnv3_flow: bool = True,
+    workdir: Path | None = None,
+) -> GraphReport | None:
+    """Write ``model`` as ``fmt`` to ``path`` (no verification) and return the graph check.
+
+    ``mnv3_flow`` applies mnv3's export rewrites and checks (BN and SE-gate folding, NHWC LiteRT
+    input, no ``quant_pre_process``); ``False`` is the runtime's documented default flow, which
+    ``mnv3 bench --compare`` uses for the peer model. ``model`` must be in eval mode.
+    """
+    fmt = Format(fmt)
+    require(fmt)
+    if int8 and (calibration is None or len(calibration) == 0):
+        raise ValueError("int8 export needs calibration images (--calibration FOLDER or fashion-mnist)")
+    expected = ExpectedOps.of(model) if mnv3_flow else None
+    work = Path(workdir) if workdir is not None else path.parent
+    if fmt is Format.ONNX:
+        from mnv3.deploy.onnx_backend import check_onnx_file, export_onnx
+
+        ready = export_ready(model) if mnv3_flow else model
+        if not int8:
+            export_onnx(ready, example, path)
+            return check_onnx_file(path, expected) if expected else None
+        from mnv3.deploy.quantize import quantize_onnx_static
+
+        with tempfile.TemporaryDirectory(dir=work, prefix=".mnv3-onnx-") as tmp:
+            fp32 = Path(tmp) / "fp32.onnx"
+            export_onnx(ready, example, fp32)
+            assert calibration is not None
+            quantize_onnx_static(fp32, path, calibration, pre_process=not mnv3_flow)
+        return check_onnx_file(path, expected) if expected else None
+    if fmt is Format.EXECUTORCH:
+        from mnv3.deploy.executorch_backend import lower_to_xnnpack
+
+        module: nn.Module = export_ready(model, fold_gate=True) if mnv3_flow else model
+        if int8:
+            from mnv3.deploy.quantize import pt2e_ptq, xnnpack_quantizer
+
+            assert calibration is not None
+            module = pt2e_ptq(module, example, calibration, xnnpack_quantizer())
+        data, report = lower_to_xnnpack(module, example, expected)
+        path.write_bytes(data)
+        return report
+    from mnv3.deploy.litert_backend import channels_last_io, check_litert_file, export_litert, to_nhwc
+
+    module = export_ready(model, fold_gate=True) if mnv3_flow else model
+    ex = example
+    calib = calibration
+    if mnv3_flow:
+        module, ex = channels_last_io(module), to_nhwc(example)
+        calib = to_nhwc(calibration) if calibration is not None else None
+    quantizer = None
+    if int8:
+        from mnv3.deploy.quantize import litert_quantizer, pt2e_ptq
+
+        quantizer = litert_quantizer()
+        assert calib is not None
+        module = pt2e_ptq(module, ex, calib, quantizer, fold_quantize=False)
+    export_litert(module, ex, path, quantizer=quantizer)
+    if expected is None:
+        return None
+    report = check_litert_file(path, expected)
+    if int8 and report.partitions is not None and report.partitions > 1:
+        # LiteRT's int8 graphs keep QUANTIZE/DEQUANTIZE around float ops; XNNPACK takes them in pieces
+        report.problems = [p for p in report.problems if "partitions" not in p]
+    return report
+
+
+@torch.no_grad()
+def compare(
+    model: nn.Module,
+    predictor: Predictor,
+    samples: torch.Tensor,
+    eval_set: LabelledSet | None = None,
+    batch: int = 1,
+) -> ParityReport:
+    """Logit difference and top-1 agreement on ``samples``; accuracies of both on ``eval_set`` if given."""
+    model.eval()
+    ref = model(samples).float().numpy()
+    got = predictor.predict_batches(samples, batch)
+    report = ParityReport(
+        samples=len(samples),
+        max_abs=float(np.abs(ref - got).max()),
+        ref_max_abs=float(np.abs(ref).max()),
+        top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()),
+    )
+    if eval_set is not None:
+        labels = eval_set.labels.numpy()
+        t = np.concatenate([model(eval_set.images[i : i + 256]).float().numpy() for i in range(0, len(eval_set.images), 256)])
+        e = predictor.predict_batches(eval_set.images, batch)
+        report.eval_name = eval_set.name
+        report.accuracy_torch = float((t.argmax(1) == labels).mean())
+        report.accuracy_export = float((e.argmax(1) == labels).mean())
+    return report
+
+
+def _spatial(model: nn.Module, resolution: int) -> int:
+    spec = getattr(model, "spec", None)
+    stride = spec.total_stride if spec is not None else 32
+    if resolution < stride:
+        raise ValueError(f"--resolution {resolution} is smaller than the network's total stride {stride}; use at least {stride}")
+    return resolution
+
+
+def export_model(
+    model: nn.Module,
+    out: str | Path,
+    fmt: Format | str,
+    *,
+    resolution: int = 224,
+    int8: bool = False,
+    calibration: torch.Tensor | None = None,
+    samples: torch.Tensor | None = None,
+    eval_set: LabelledSet | None = None,
+    tolerance: float = FP32_TOLERANCE,
+    min_agreement: float | None = None,
+    verify: bool = True,
+    check_graph: bool = True,
+) -> ExportReport:
+    """Export, check and verify; write ``out`` atomically. Raises ValueError with the reason on any failure.
+
+    fp32 exports must match PyTorch within ``tolerance`` (max abs logit difference); int8 exports
+    report top-1 agreement (and fail below ``min_agreement`` when given) and the accuracy of both
+    on ``eval_set``. ``samples`` default to the calibration images, else 8 random inputs.
+    """
+    fmt = Format(fmt)
+    require(fmt)
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; give a file name such as {out / ('model' + FILE_SUFFIX[fmt])}")
+    if out.suffix != FILE_SUFFIX[fmt]:
+        raise ValueError(f"a {fmt.value} file should end in {FILE_SUFFIX[fmt]}, got {out.name!r}")
+    model = model.eval()
+    spec = getattr(model, "spec", None)
+    in_chans = spec.in_chans if spec is not None else 3
+    res = _spatial(model, resolution)
+    example = torch.randn(1, in_chans, res, res, generator=torch.Generator().manual_seed(0))
+    if calibration is not None and tuple(calibration.shape[1:]) != (in_chans, res, res):
+        raise ValueError(
+            f"calibration images have shape {tuple(calibration.shape[1:])}, the export expects {(in_chans, res, res)}"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    tmp = tmp_dir / out.name
+    t0 = time.perf_counter()
+    try:
+        graph = build_artifact(model, fmt, tmp, example, int8=int8, calibration=calibration, workdir=tmp_dir)
+        if check_graph and graph is not None:
+            graph.raise_if_failed()
+        export_s = time.perf_counter() - t0
+        parity = None
+        if verify:
+            if samples is None:
+                samples = (
+                    calibration[:32]
+                    if calibration is not None
+                    else torch.randn(8, in_chans, res, res, generator=torch.Generator().manual_seed(1))
+                )
+            predictor = load_predictor(fmt, tmp, threads=max(1, min(2, os.cpu_count() or 1)))
+            parity = compare(model, predictor, samples, eval_set)
+            del predictor
+            if not int8 and parity.max_abs > tolerance:
+                raise ValueError(
+                    f"the exported {fmt.value} model differs from PyTorch by {parity.max_abs:.3g} (> tolerance {tolerance:g}); nothing written"
+                )
+            if int8 and min_agreement is not None and parity.top1_agreement < min_agreement:
+                raise ValueError(
+                    f"the int8 {fmt.value} model agrees with fp32 PyTorch on top-1 for {100 * parity.top1_agreement:.1f} % of inputs "
+                    f"(< {100 * min_agreement:.1f} %); nothing written"
+                )
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return ExportReport(fmt.value, str(out), "int8" if int8 else "fp32", res, out.stat().st_size, export_s, graph, parity)
