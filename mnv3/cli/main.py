@@ -18,6 +18,8 @@ COMMANDS: tuple[str, ...] = (
     "mnv3.cli.predict_cmd",
     "mnv3.cli.train_cmd",
     "mnv3.cli.eval_cmd",
+    "mnv3.cli.export_cmd",
+    "mnv3.cli.bench_cmd",
 )
 
 

@@ -1,0 +1,202 @@
+"""``mnv3 bench``: latency (median / p90 / min-max) and throughput across runtimes, mnv3 vs a peer in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from mnv3.cli.common import add_model_options, model_kwargs
+
+RUNTIMES = ("eager", "compile", "onnxruntime", "executorch", "litert")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency / throughput in eager, torch.compile, ONNX Runtime, ExecuTorch (XNNPACK), LiteRT; fp32 and int8",
+        description=(
+            "Build every requested case (export, quantize, compile), then time them interleaved in short chunks so all "
+            "see the same machine state; thread counts pinned. --compare torchvision measures torchvision's equivalent "
+            "model through the same runtimes in the same run and prints the ratios (below 1 = mnv3 faster)."
+        ),
+    )
+    p.add_argument("model", help="registered name (see `mnv3 models`) or a spec file (.json / .yaml)")
+    p.add_argument("--weights", default=None, help="weights file (random init without; latency does not depend on it)")
+    p.add_argument(
+        "--runtime", nargs="+", default=["all"], choices=[*RUNTIMES, "all"], help="runtimes to time (default: all installed)"
+    )
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "int8"], help="fp32 and/or int8 (default fp32)")
+    p.add_argument(
+        "--threads", nargs="+", type=int, default=[1], help="thread counts to pin (default 1, as the paper's single-core numbers)"
+    )
+    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
+    p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes; >1 measures throughput (default 1)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed calls per case before timing (default 10)")
+    p.add_argument("--runs", type=int, default=50, help="timed calls per case and repeat (default 50)")
+    p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; ratios are formed within each (default 1)")
+    p.add_argument("--chunk", type=int, default=10, help="calls per case before switching to the next case (default 10)")
+    p.add_argument("--compare", choices=["torchvision"], default=None, help="also time this library's equivalent model")
+    p.add_argument(
+        "--calibration", default=None, help="int8 calibration images: folder or 'fashion-mnist' (default: random inputs)"
+    )
+    p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST IDX files are")
+    p.add_argument("--per-layer", action="store_true", help="per-layer latency breakdown of the mnv3 model in ONNX Runtime")
+    p.add_argument("--plot", default=None, help="write the per-layer breakdown as a PNG here (implies --per-layer)")
+    p.add_argument("--json", default=None, help="append the JSON-lines records (latency and per-layer) to this file")
+    p.add_argument("--workdir", default=None, help="keep the exported files here (default: a temporary folder)")
+    add_model_options(p)
+    p.set_defaults(func=run)
+
+
+def _runtimes(requested: list[str]) -> list[str]:
+    from mnv3.deploy.runtimes import RUNTIME_FORMAT, Runtime, available, require
+
+    if "all" in requested:
+        out = []
+        for r in RUNTIMES:
+            fmt = RUNTIME_FORMAT[Runtime(r)]
+            if fmt is None or available(fmt):
+                out.append(r)
+            else:
+                print(
+                    f"mnv3 bench: note: skipping {r} (not installed: pip install 'mnv3[{fmt.value if fmt.value != 'onnx' else 'export'}]')",
+                    file=sys.stderr,
+                )
+        return out
+    for r in requested:
+        fmt = RUNTIME_FORMAT[Runtime(r)]
+        if fmt is not None:
+            require(fmt)
+    return list(dict.fromkeys(requested))
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if args.runs < 1 or args.warmup < 0 or args.repeats < 1 or args.chunk < 1:
+        raise ValueError("--runs, --repeats and --chunk must be >= 1 and --warmup >= 0")
+    if any(t < 1 for t in args.threads) or any(b < 1 for b in args.batch):
+        raise ValueError(f"--threads and --batch must be >= 1, got {args.threads} and {args.batch}")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mnv3.deploy.bench import Unsupported, build_case, format_ratios, format_table, measure, ratios, summarize
+    from mnv3.deploy.loading import RandomWeightsWarning, load_model, preprocessing_for
+    from mnv3.deploy.records import Machine, load_average, write_jsonl
+
+    _check_args(args)
+    runtimes = _runtimes(args.runtime)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)  # latency does not depend on the weights
+        model, meta = load_model(args.model, args.weights, **model_kwargs(args))
+    spec = model.spec
+    models = [("mnv3", spec.name, model, True)]
+    if args.compare:
+        from mnv3.deploy.peers import peer_model
+
+        peer, call = peer_model(args.compare, model)
+        models.append((args.compare, call, peer, False))
+    calib = None
+    if args.calibration and "int8" in args.precision:
+        from mnv3.deploy.calibration import calibration_images
+
+        calib = calibration_images(
+            args.calibration, preprocessing_for(meta, args.resolution, spec.in_chans), spec.in_chans, 64, args.data_dir
+        )
+    machine = Machine.detect()
+    load = load_average()
+    print(f"machine: {machine.line()}; load average {load[0] if load else float('nan'):.2f}")
+    with tempfile.TemporaryDirectory(prefix="mnv3-bench-") as tmp:
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        cases, artifacts = [], {}
+        for runtime in runtimes:
+            for precision in args.precision:
+                for threads in args.threads:
+                    for batch in args.batch:
+                        for source, name, m, mnv3_flow in models:
+                            try:
+                                cases.append(
+                                    build_case(
+                                        m,
+                                        source=source,
+                                        model_name=name,
+                                        runtime=runtime,
+                                        precision=precision,
+                                        threads=threads,
+                                        batch=batch,
+                                        resolution=args.resolution,
+                                        workdir=workdir,
+                                        calibration=calib,
+                                        mnv3_flow=mnv3_flow,
+                                        artifacts=artifacts,
+                                    )
+                                )
+                                print(f"built {cases[-1].label} in {cases[-1].build_s:.1f} s", file=sys.stderr)
+                            except Unsupported as e:
+                                print(f"mnv3 bench: note: {e}", file=sys.stderr)
+        if not cases:
+            raise ValueError("nothing to time: every requested runtime / precision combination was skipped")
+        records = measure(
+            cases,
+            warmup=args.warmup,
+            runs=args.runs,
+            repeats=args.repeats,
+            chunk=args.chunk,
+            progress=lambda s: print(s, file=sys.stderr),
+        )
+        print(format_table(summarize(records)))
+        if args.compare:
+            print(f"\nratios (mnv3 / {args.compare}; < 1 means mnv3 is faster), formed within each repeat:")
+            print(format_ratios(ratios(records, args.compare), args.compare))
+        out: list = list(records)
+        if args.per_layer or args.plot:
+            out += _per_layer(args, model, workdir, artifacts, records, machine)
+        if args.json:
+            write_jsonl(args.json, out, append=True)
+            print(f"appended {len(out)} records to {args.json}")
+    torch.set_num_threads(max(args.threads))
+    return 0
+
+
+def _per_layer(args, model, workdir: Path, artifacts: dict, records, machine) -> list:
+    import torch
+
+    from mnv3.deploy.export import build_artifact
+    from mnv3.deploy.layers import format_layers, layer_breakdown, plot_layers
+    from mnv3.deploy.records import LayerRecord
+    from mnv3.deploy.runtimes import Format, require, runtime_version
+
+    require(Format.ONNX)
+    spec = model.spec
+    threads = args.threads[0]
+    key = ("mnv3", spec.name, Format.ONNX, "fp32", args.resolution, 0, True)
+    path = artifacts.get(key)
+    if path is None:
+        path = workdir / f"mnv3-{spec.name}-layers.onnx"
+        build_artifact(model, Format.ONNX, path, torch.randn(1, spec.in_chans, args.resolution, args.resolution))
+    x = torch.randn(1, spec.in_chans, args.resolution, args.resolution)
+    rows = layer_breakdown(path, x, threads, runs=max(5, min(args.runs, 50)), warmup=min(args.warmup, 5))
+    whole = next(
+        (
+            r.median_ms
+            for r in records
+            if (r.source, r.runtime, r.precision, r.threads, r.batch) == ("mnv3", "onnxruntime", "fp32", threads, 1)
+        ),
+        None,
+    )
+    print(f"\nper-layer breakdown, ONNX Runtime fp32, {threads} thread(s), {args.resolution}x{args.resolution}:")
+    print(format_layers(rows, whole))
+    if args.plot:
+        plot_layers(rows, args.plot, f"{spec.name} in ONNX Runtime {runtime_version('onnxruntime')}, fp32, {threads} thread(s)")
+        print(f"wrote {args.plot}")
+    version = runtime_version("onnxruntime")
+    return [
+        LayerRecord(
+            spec.name, "onnxruntime", version, "fp32", threads, args.resolution, r.layer, r.ops, r.median_us, r.share, machine
+        )
+        for r in rows
+    ]
