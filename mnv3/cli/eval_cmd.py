@@ -6,6 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mnv3 eval``."""
     p = sub.add_parser(
         "eval",
         help="evaluate weights or a checkpoint (top-1/top-5, per-class accuracy, confusion matrix)",
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Evaluate and print top-1 / top-5 and the per-class table."""
     import math
 
     import torch

@@ -29,6 +29,7 @@ SWITCHES = ("deterministic", "qat", "strict", "download", "compile", "sync_bn")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``mnv3 train`` and its flags."""
     p = sub.add_parser(
         "train",
         help="train a classifier (default: MobileNetV3-Small on Fashion-MNIST, CPU)",
@@ -84,6 +85,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Resolve the config (recipe or checkpoint, then flags), train, print the result; returns the exit code."""
     from mnv3.train.checkpoint import load_checkpoint
     from mnv3.train.config import apply_overrides, config_from_dict, dump_config, load_recipe
     from mnv3.train.engine import train

@@ -104,6 +104,7 @@ class TrainConfig:
     tensorboard: bool = True
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as plain Python values (what config.yaml and checkpoints store)."""
         return dataclasses.asdict(self)
 
     def effective_lr(self) -> float:

@@ -185,6 +185,7 @@ def train_sampler(ds: Dataset, info: DistInfo, seed: int) -> DistributedSampler:
 
 
 def steps_per_epoch(ds: Dataset, info: DistInfo, global_batch: int) -> int:
+    """Optimizer steps in one epoch (incomplete last batches are dropped)."""
     n = len(train_sampler(ds, info, 0)) // per_rank_batch(global_batch, info)
     if n == 0:
         raise ValueError(f"batch_size {global_batch} is larger than the training set ({len(ds)} images); lower --batch-size")  # type: ignore[arg-type]

@@ -22,10 +22,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes."""
         return self.rank == 0
 
     @property
     def enabled(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
 
@@ -74,6 +76,7 @@ def all_reduce_(t: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch
 
 
 def barrier() -> None:
+    """Wait for every process (a no-op in one process)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 

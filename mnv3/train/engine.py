@@ -57,6 +57,7 @@ class TrainResult:
 
     @property
     def exit_code(self) -> int:
+        """0 completed, 128 + signal when interrupted (130 SIGINT, 143 SIGTERM), 1 for a non-finite loss."""
         if self.status == COMPLETED:
             return 0
         if self.status == INTERRUPTED:
@@ -98,6 +99,7 @@ def ema_avg_fn(decay: float, warmup: bool) -> Callable:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

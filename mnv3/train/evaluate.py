@@ -29,9 +29,11 @@ class EvalResult:
 
     @property
     def per_class(self) -> list[float]:
+        """Accuracy of each class (recall), from the confusion matrix."""
         return per_class_accuracy(self.confusion)
 
     def to_dict(self) -> dict:
+        """JSON-ready metrics: top-1, top-5, loss, count, per-class accuracy by name, confusion matrix."""
         return {
             "top1": self.top1,
             "top5": self.top5,

@@ -52,6 +52,7 @@ class MetricsLogger:
                 warnings.warn("tensorboard is not installed (pip install 'mnv3[train]'); logging to metrics.jsonl only", stacklevel=2)
 
     def log(self, kind: str, step: int, **values: Any) -> None:
+        """Append one record (``kind`` is "train" or "eval") and mirror its numbers to TensorBoard."""
         if not self.enabled:
             return
         rec = {"kind": kind, "step": step, **values}
@@ -63,6 +64,7 @@ class MetricsLogger:
                     self.tb.add_scalar(f"{kind}/{k}", v, step)
 
     def close(self) -> None:
+        """Flush and close TensorBoard."""
         if self.tb is not None:
             self.tb.flush()
             self.tb.close()
