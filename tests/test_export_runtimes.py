@@ -7,6 +7,8 @@ LiteRT adds a MUL per gate and a TRANSPOSE for NCHW input), which is why mnv3 fo
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,12 @@ def test_executorch_export_one_delegate_matches(small, tmp_path):
     x = torch.randn(1, 3, RES, RES)
     with torch.no_grad():
         assert np.abs(p(x) - small(x).numpy()).max() <= 1e-4
+    # a program loaded from bytes keeps its buffer alive (the runtime reads it in place)
+    from mnv3.deploy.executorch_backend import ExecuTorchPredictor
+
+    from_bytes = ExecuTorchPredictor(out.read_bytes(), threads=1)
+    gc.collect()
+    assert np.array_equal(from_bytes(x), p(x))
 
 
 @needs_litert

@@ -70,9 +70,11 @@ class ExecuTorchPredictor(Predictor):
 
         self.threads = threads
         set_threads(threads)
+        # the runtime reads the program in place: keep the bytes and the program alive as long as the method
+        self._buffer = path if isinstance(path, bytes) else None
         try:
-            program = Runtime.get().load_program(path if isinstance(path, bytes) else Path(path))
-            self.method = program.load_method("forward")
+            self.program = Runtime.get().load_program(path if isinstance(path, bytes) else Path(path))
+            self.method = self.program.load_method("forward")
         except Exception as e:  # noqa: BLE001 - the runtime raises RuntimeError for any bad program
             raise ValueError(f"ExecuTorch cannot load {path if not isinstance(path, bytes) else 'the program'}: {e}") from None
 

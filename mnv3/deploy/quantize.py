@@ -11,6 +11,7 @@ pairs (slower than fp32 on Small, peer-latency note).
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -93,6 +94,9 @@ def quantize_onnx_static(
             x = next(self._it, None)
             return None if x is None else {input_name: x.contiguous().numpy()}
 
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # ORT logs "consider pre-processing" at WARNING on every call; skipping it is deliberate
     try:
         quantize_static(
             str(src),
@@ -105,6 +109,7 @@ def quantize_onnx_static(
             calibrate_method=CalibrationMethod.MinMax,
         )
     finally:
+        root.setLevel(level)
         if pre_process:
             src.unlink(missing_ok=True)
 
