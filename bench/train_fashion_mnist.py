@@ -5,7 +5,7 @@ the same loop, recipe and budget on Fashion-MNIST; accuracy against latency like
 
 Each network trains with ``mnv3 train``'s engine (the fashion-mnist recipe, overridden only by
 --epochs / --threads). Then, in one process and interleaved round by round so that machine noise
-hits all three alike: batch-1 latency (eager, fp32, eval mode) and training throughput (img/s,
+hits all three alike: batch-1 latency (ONNX Runtime and PyTorch eager, fp32, 1 thread) and training throughput (img/s,
 forward + backward + step at the recipe's batch). Results go to <output>/results.json, the plot to
 docs/fashion_mnist_accuracy_latency.png and a markdown table to <output>/results.md. A finished
 model is not retrained when the script is run again (delete its folder to redo it).
@@ -76,6 +76,31 @@ def latency_ms(models: dict[str, nn.Module], in_chans: int, res: int, rounds: in
     return {k: {"median": statistics.median(v), "p10": sorted(v)[len(v) // 10], "p90": sorted(v)[9 * len(v) // 10]} for k, v in per.items()}
 
 
+def latency_ort_ms(models: dict[str, nn.Module], in_chans: int, res: int, rounds: int, calls: int, folder: Path) -> dict[str, dict]:
+    """Batch-1 latency in ONNX Runtime (1 thread, all graph optimisations), the graph-runtime view closest to
+    the paper's TFLite measurements; exported and loaded with mnv3.deploy's ONNX backend, interleaved like above."""
+    from mnv3.deploy.onnx_backend import OrtPredictor, export_onnx
+
+    x = torch.randn(1, in_chans, res, res)
+    sessions = {}
+    for k, m in models.items():
+        path = folder / f"{k}-{res}.onnx"
+        export_onnx(m.eval(), x, path)
+        sessions[k] = OrtPredictor(path, threads=1)
+    fed = {k: s.feed(x) for k, s in sessions.items()}
+    per: dict[str, list[float]] = {k: [] for k in models}
+    for k, s in sessions.items():
+        for _ in range(10):
+            s.run(fed[k])
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            for _ in range(calls):
+                t = time.perf_counter()
+                s.run(fed[k])
+                per[k].append((time.perf_counter() - t) * 1e3)
+    return {k: {"median": statistics.median(v), "p10": sorted(v)[len(v) // 10], "p90": sorted(v)[9 * len(v) // 10]} for k, v in per.items()}
+
+
 def train_throughput(models: dict[str, nn.Module], in_chans: int, res: int, batch: int, rounds: int) -> dict[str, float]:
     """Images/s of one training step (channels_last, SGD), interleaved round by round; median per model."""
     x = torch.randn(batch, in_chans, res, res).contiguous(memory_format=torch.channels_last)
@@ -115,17 +140,20 @@ def plot(results: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for key, r in results["models"].items():
-        v3 = key != PEER
-        ax.plot(r["latency_ms"]["median"], 100 * r["top1"], "o" if v3 else "s", ms=9, color="tab:red" if v3 else "tab:blue")
-        ax.annotate(f"{MODELS[key]}\n{r['madds'] / 1e6:.0f}M MAdds, {r['params'] / 1e6:.2f}M params", (r["latency_ms"]["median"], 100 * r["top1"]),
-                    textcoords="offset points", xytext=(8, -4), fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     res = results["resolution"]
-    ax.set(xlabel=f"latency, batch 1, 1 CPU thread, {res}x{res} (ms)", ylabel="Fashion-MNIST test top-1 (%)",
-           title=f"Fashion-MNIST, {results['epochs']:g} epochs, same recipe and loop")
-    ax.grid(alpha=0.3)
-    ax.margins(x=0.6, y=0.3)
+    for ax, key_lat, what in ((axes[0], "ort_latency_ms", "ONNX Runtime"), (axes[1], "latency_ms", "PyTorch eager")):
+        for key, r in results["models"].items():
+            v3 = key != PEER
+            x, y = r[key_lat]["median"], 100 * r["top1"]
+            ax.plot(x, y, "o" if v3 else "s", ms=9, color="tab:red" if v3 else "tab:blue")
+            ax.annotate(f"{MODELS[key]}\n{r['madds'] / 1e6:.1f}M MAdds, {r['params'] / 1e6:.2f}M params", (x, y),
+                        textcoords="offset points", xytext=(8, -4), fontsize=8)
+        ax.set(xlabel=f"{what} latency, batch 1, 1 CPU thread, {res}x{res} (ms)", ylabel="Fashion-MNIST test top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.margins(x=0.7, y=0.3)
+        ax.set_xlim(left=0)
+    fig.suptitle(f"Fashion-MNIST, {results['epochs']:g} epochs, same recipe and training loop (cf. paper Figure 1)")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -134,15 +162,16 @@ def plot(results: dict, out: Path) -> None:
 def markdown(results: dict) -> str:
     peer = results["models"][PEER]
     rows = [
-        "| model | test top-1 | top-5 | params | MAdds | latency (ms, median [p10-p90]) | train img/s (interleaved) | vs MobileNetV2 | img/s during its run | wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | test top-1 | top-5 | params | MAdds | ORT latency (ms) | eager latency (ms) | ORT / eager at 224 px (ms) | train img/s (interleaved) | vs MobileNetV2 | img/s during its run | wall |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results["models"].items():
-        lat = r["latency_ms"]
+        lat, ort = r["latency_ms"], r["ort_latency_ms"]
         rows.append(
             f"| {MODELS[key]} | {100 * r['top1']:.2f} % | {100 * r['top5']:.2f} % | {r['params'] / 1e6:.2f} M | {r['madds'] / 1e6:.1f} M | "
-            f"{lat['median']:.2f} [{lat['p10']:.2f}-{lat['p90']:.2f}] | {r['train_img_s']:.0f} | {r['train_img_s'] / peer['train_img_s']:.2f}x | "
-            f"{r['run_img_s']:.0f} | {r['wall_s'] / 60:.1f} min |"
+            f"{ort['median']:.2f} [{ort['p10']:.2f}-{ort['p90']:.2f}] | {lat['median']:.2f} [{lat['p10']:.2f}-{lat['p90']:.2f}] | "
+            f"{r['ort_latency_224_ms']['median']:.2f} / {r['latency_224_ms']['median']:.2f} | {r['train_img_s']:.0f} | "
+            f"{r['train_img_s'] / peer['train_img_s']:.2f}x | {r['run_img_s']:.0f} | {r['wall_s'] / 60:.1f} min |"
         )
     return "\n".join(rows) + "\n"
 
@@ -156,9 +185,15 @@ def main() -> None:
     ap.add_argument("--latency-rounds", type=int, default=15)
     ap.add_argument("--throughput-rounds", type=int, default=7)
     ap.add_argument("--plot", default="docs/fashion_mnist_accuracy_latency.png")
+    ap.add_argument("--replot", action="store_true", help="only redraw the plot and table from <output>/results.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.output)
+    if args.replot:
+        results = json.loads((out / "results.json").read_text())
+        plot(results, Path(args.plot))
+        print(markdown(results))
+        return
     out.mkdir(parents=True, exist_ok=True)
     names = args.models.split(",")
     base = load_recipe("fashion-mnist", {"epochs": args.epochs, "threads": args.threads, "output": str(out), "progress": False, "tensorboard": False})
@@ -183,9 +218,13 @@ def main() -> None:
         results["models"][n]["madds"] = madds(m, in_chans, res)
     lat = latency_ms(nets, in_chans, res, args.latency_rounds, 20)
     lat224 = latency_ms(nets, in_chans, 224, max(3, args.latency_rounds // 3), 10)
+    ort_lat = latency_ort_ms(nets, in_chans, res, args.latency_rounds, 50, out)
+    ort_lat224 = latency_ort_ms(nets, in_chans, 224, max(3, args.latency_rounds // 3), 20, out)
     tput = train_throughput(nets, in_chans, res, base.batch_size, args.throughput_rounds)
     for n in names:
-        results["models"][n].update({"latency_ms": lat[n], "latency_224_ms": lat224[n], "train_img_s": tput[n]})
+        results["models"][n].update(
+            {"latency_ms": lat[n], "latency_224_ms": lat224[n], "ort_latency_ms": ort_lat[n], "ort_latency_224_ms": ort_lat224[n], "train_img_s": tput[n]}
+        )
     results["load_end"] = os.getloadavg()
     (out / "results.json").write_text(json.dumps(results, indent=2))
     if PEER in names:
