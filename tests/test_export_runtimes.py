@@ -18,7 +18,7 @@ import mnv3
 from mnv3.deploy import available
 from mnv3.deploy.export import export_model, load_predictor
 from mnv3.deploy.prepare import ExpectedOps, export_ready, fold_se_gate_
-from mnv3.weights.testing import randomize_
+from mnv3.deploy.testing import lively_
 
 RES = 64
 needs_et = pytest.mark.skipif(not available("executorch"), reason="ExecuTorch is not installed: pip install 'mnv3[executorch]'")
@@ -27,7 +27,9 @@ needs_litert = pytest.mark.skipif(not available("litert"), reason="LiteRT is not
 
 @pytest.fixture(scope="module")
 def small() -> nn.Module:
-    return randomize_(mnv3.create_model("mobilenetv3_small_100"), seed=3)
+    return lively_(
+        mnv3.create_model("mobilenetv3_small_100"), torch.randn(16, 3, RES, RES, generator=torch.Generator().manual_seed(3))
+    )
 
 
 def test_se_gate_fold_is_exact(small):
@@ -36,7 +38,7 @@ def test_se_gate_fold_is_exact(small):
     assert sum(isinstance(m, nn.ReLU6) for m in folded.modules()) == ExpectedOps.of(small).se == 9
     x = torch.randn(4, 3, RES, RES)
     with torch.no_grad():
-        assert (folded(x) - small(x)).abs().max() < 1e-5
+        assert (folded(x) - small(x)).abs().max() < 1e-4
     assert fold_se_gate_(folded) == 0  # idempotent: nothing left to fold
     assert any(isinstance(m, nn.BatchNorm2d) for m in small.modules())  # the caller's model is untouched
 
