@@ -44,6 +44,42 @@ def test_se_gate_fold_is_exact(small):
 
 
 @needs_et
+def test_int8_same_padding_shares_quantization(tmp_path):
+    """Paper preset (TF-SAME pads) in int8: each pad moves below its quantize / dequantize pair.
+
+    The converted graph then computes what it computed before, and the ExecuTorch program holds
+    exactly the torchvision preset's quantize / dequantize ops (no float round trip per pad).
+    """
+    from mnv3.deploy.quantize import pt2e_ptq, share_quantization_across_pads_, xnnpack_quantizer
+
+    torch.manual_seed(0)  # the networks' initial weights
+    g = torch.Generator().manual_seed(3)
+    images, calib, samples = (torch.randn(n, 3, RES, RES, generator=g) for n in (16, 8, 32))
+    model = lively_(mnv3.create_model("mobilenetv3_small_100", preset="paper"), images)
+    q = pt2e_ptq(export_ready(model, fold_gate=True), samples[:1], calib, xnnpack_quantizer())
+    with torch.no_grad():
+        before = torch.cat([q(x[None]) for x in samples])
+        assert share_quantization_across_pads_(q) == 5  # the stem and the four stride-2 depthwise convs
+        assert share_quantization_across_pads_(q) == 0
+        after = torch.cat([q(x[None]) for x in samples])
+        ref = model(samples)
+    err_before, err_after = (before - ref).abs().mean(), (after - ref).abs().mean()
+    print(f"mean |int8 - fp32|: {err_before:.4f} before, {err_after:.4f} after; max change {(after - before).abs().max():.4f}")
+    assert err_after <= 1.25 * err_before  # a pad after a dequantize keeps that scale: no worse than PT2E's own
+
+    quant_ops = {}
+    for preset in ("torchvision", "paper"):
+        m = lively_(mnv3.create_model("mobilenetv3_small_100", preset=preset), images)
+        report = export_model(m, tmp_path / f"{preset}.pte", "executorch", resolution=RES, int8=True, calibration=calib, samples=samples)
+        gr = report.graph
+        assert gr is not None and gr.ok and gr.partitions == 1, report.summary()
+        assert report.parity is not None and report.parity.top1_agreement >= 0.5, report.summary()  # measured 65-85 %; a broken graph gives 10-30 %
+        quant_ops[preset] = {k: v for k, v in gr.ops.items() if "quantize" in k}
+    assert gr.ops["aten_constant_pad_nd_default"] == 5
+    assert quant_ops["paper"] == quant_ops["torchvision"]
+
+
+@needs_et
 def test_executorch_export_one_delegate_matches(small, tmp_path):
     out = tmp_path / "small.pte"
     report = export_model(small, out, "executorch", resolution=RES)

@@ -32,14 +32,15 @@ class SamePad2d(nn.Module):
         super().__init__()
         self.kernel, self.stride, self.dilation = kernel, stride, dilation
 
-    def _pad(self, size: int) -> tuple[int, int]:
+    def pads(self, size: int) -> tuple[int, int]:
+        """(before, after) padding of one spatial dimension of ``size`` pixels."""
         out = math.ceil(size / self.stride)
         total = max((out - 1) * self.stride + (self.kernel - 1) * self.dilation + 1 - size, 0)
         return total // 2, total - total // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom = self._pad(x.shape[-2])
-        left, right = self._pad(x.shape[-1])
+        top, bottom = self.pads(x.shape[-2])
+        left, right = self.pads(x.shape[-1])
         return F.pad(x, (left, right, top, bottom))
 
     def extra_repr(self) -> str:

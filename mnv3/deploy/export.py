@@ -152,10 +152,12 @@ def build_artifact(
 
         module: nn.Module = export_ready(model, fold_gate=True) if mnv3_flow else model
         if int8:
-            from mnv3.deploy.quantize import pt2e_ptq, xnnpack_quantizer
+            from mnv3.deploy.quantize import pt2e_ptq, share_quantization_across_pads_, xnnpack_quantizer
 
             assert calibration is not None
             module = pt2e_ptq(module, example, calibration, xnnpack_quantizer())
+            if mnv3_flow:
+                share_quantization_across_pads_(module)
         data, report = lower_to_xnnpack(module, example, expected)
         path.write_bytes(data)
         return report
@@ -169,11 +171,13 @@ def build_artifact(
         calib = to_nhwc(calibration) if calibration is not None else None
     quantizer = None
     if int8:
-        from mnv3.deploy.quantize import litert_quantizer, pt2e_ptq
+        from mnv3.deploy.quantize import litert_quantizer, pt2e_ptq, share_quantization_across_pads_
 
         quantizer = litert_quantizer()
         assert calib is not None
         module = pt2e_ptq(module, ex, calib, quantizer, fold_quantize=False)
+        if mnv3_flow:
+            share_quantization_across_pads_(module)
     export_litert(module, ex, path, quantizer=quantizer)
     if expected is None:
         return None
