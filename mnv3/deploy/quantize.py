@@ -226,4 +226,6 @@ def convert_qat(qat: QATModel) -> nn.Module:
 
     graph = copy.deepcopy(qat.graph)
     graph.eval()
-    return convert_pt2e(graph)
+    converted = convert_pt2e(graph)
+    share_quantization_across_pads_(converted)
+    return converted
