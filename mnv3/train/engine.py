@@ -463,4 +463,28 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResu
             source=f"mnv3 train, run {run_dir.name}" + (" (quantization-aware training; float weights)" if cfg.qat else ""),
         )
         save_weights(net.to("cpu").to(memory_format=torch.contiguous_format), run_dir / "model.safetensors", meta)
+    if hasattr(model, "to_float"):
+        _write_qat_program(model, data, run_dir, log)
     return final
+
+
+def _write_qat_program(qat: nn.Module, data: D.DataBundle, run_dir: Path, log: _Log) -> None:
+    """The QAT run's int8 network as an ExecuTorch-XNNPACK program (``model-int8.pte``), atomically.
+
+    This is the quantization the network was trained for (its learned ranges); exporting the float
+    ``model.safetensors`` with ``mnv3 export --int8`` would calibrate anew (post-training).
+    """
+    from mnv3.deploy import available
+    from mnv3.weights.io import atomic_write_bytes
+
+    if not available("executorch"):
+        log("int8 program not written: ExecuTorch is not installed (pip install 'mnv3[executorch]')")
+        return
+    from mnv3.deploy.executorch_backend import lower_to_xnnpack
+    from mnv3.deploy.quantize import convert_qat
+
+    size = data.preprocessing.crop
+    example = torch.zeros(1, data.in_chans, size, size)
+    program, _ = lower_to_xnnpack(convert_qat(qat.cpu()), example, None)
+    atomic_write_bytes(run_dir / "model-int8.pte", program)
+    log(f"int8 program (ExecuTorch-XNNPACK, {size}x{size}): {run_dir / 'model-int8.pte'}")
