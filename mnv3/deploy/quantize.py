@@ -81,8 +81,8 @@ def share_quantization_across_pads_(gm: torch.fx.GraphModule) -> int:
     """Move each zero pad below the quantize / dequantize pair that follows it, in place; returns how many.
 
     PT2E leaves the paper preset's TF-SAME padding (§5, TF-slim) as ``x -> pad -> q -> dq -> conv``,
-    so XNNPACK dequantizes a whole feature map, pads it in float and requantizes it (Large int8
-    4.5 -> 3.9 ms once moved, docs/benchmarks.md). ``x -> q -> dq -> pad -> conv`` is the same
+    so XNNPACK dequantizes a whole feature map, pads it in float and requantizes it (ExecuTorch
+    int8 Large, mnv3 / torchvision: 1.25 before, 1.00 once moved; docs/benchmarks.md). ``x -> q -> dq -> pad -> conv`` is the same
     arithmetic, as zero is exact in every affine int8 scale, and XNNPACK folds a pad that feeds a
     quantized conv into the conv. A pad whose input is already dequantized keeps that scale (it
     only adds zeros, which the scale holds) instead of requantizing.
