@@ -25,51 +25,25 @@ from pathlib import Path
 
 import torch
 
-from mnv3.deploy.bench import Case, Unsupported, build_case, measure, ratios
+from mnv3.deploy.bench import PRECISIONS, Contender, build_cases, measure, ratios
 from mnv3.deploy.loading import RandomWeightsWarning, load_model
 from mnv3.deploy.peers import torchvision_equivalent
 from mnv3.deploy.records import LatencyRecord, Machine, load_average, write_jsonl
 from mnv3.deploy.runtimes import RUNTIME_FORMAT, Runtime, available, runtime_version
 
-RUNTIMES = ("eager", "compile", "onnxruntime", "executorch", "litert")
+RUNTIMES = tuple(r.value for r in Runtime)
 
 
-def build_all(
-    name: str, presets: list[str], runtimes: list[str], threads: list[int], resolution: int, workdir: Path
-) -> list[Case]:
-    """Cases for each mnv3 preset (source ``mnv3[<preset>]``) and for torchvision's equivalent network."""
-    models = []
+def contenders(name: str, presets: list[str]) -> list[Contender]:
+    """mnv3 under each preset (source ``mnv3[<preset>]``) and torchvision's equivalent network."""
+    out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)
         for preset in presets:
             model, _ = load_model(name, preset=preset)
-            models.append((f"mnv3[{preset}]", name, model, True))
-    peer, call = torchvision_equivalent(models[0][2])
-    models.append(("torchvision", call, peer, False))
-    cases = []
-    for rt in runtimes:
-        for prec in ("fp32", "int8"):
-            for th in threads:
-                for source, model_name, m, flow in models:
-                    try:
-                        t = time.perf_counter()
-                        c = build_case(
-                            m,
-                            source=source,
-                            model_name=model_name,
-                            runtime=rt,
-                            precision=prec,
-                            threads=th,
-                            batch=1,
-                            resolution=resolution,
-                            workdir=workdir,
-                            mnv3_flow=flow,
-                        )
-                        cases.append(c)
-                        print(f"  built {c.label:<48} {time.perf_counter() - t:6.1f} s", file=sys.stderr, flush=True)
-                    except Unsupported:
-                        pass
-    return cases
+            out.append(Contender(f"mnv3[{preset}]", name, model, True))
+    peer, call = torchvision_equivalent(out[0].model)
+    return [*out, Contender("torchvision", call, peer, False)]
 
 
 def _fmt(ms: list[float]) -> str:
@@ -86,19 +60,19 @@ def _as_mnv3(records: list[LatencyRecord], source: str) -> list[LatencyRecord]:
 def markdown(records: list[LatencyRecord], model: str) -> str:
     """One table per model: each runtime and precision, every source, and the within-repeat ratios to torchvision."""
     sources = [s for s in dict.fromkeys(r.source for r in records) if s != "torchvision"]
+    same = {
+        src: {(r.mnv3, r.precision, r.threads): r for r in ratios(_as_mnv3(records, src), "torchvision") if r.what == "same runtime"}
+        for src in sources
+    }
     rows = []
-    keys = list(dict.fromkeys((r.runtime, r.precision, r.threads) for r in records))
-    for rt, prec, th in keys:
+    for rt, prec, th in dict.fromkeys((r.runtime, r.precision, r.threads) for r in records):
         p = [r.median_ms for r in records if (r.source, r.runtime, r.precision, r.threads) == ("torchvision", rt, prec, th)]
         cells, ratio_cells = [], []
         for src in sources:
             m = [r.median_ms for r in records if (r.source, r.runtime, r.precision, r.threads) == (src, rt, prec, th)]
             cells.append(_fmt(m) if m else "-")
-            if m and p:
-                per = [a / b for a, b in zip(m, p, strict=True)]
-                ratio_cells.append(f"{statistics.median(per):.3f} ({min(per):.3f}-{max(per):.3f})")
-            else:
-                ratio_cells.append("-")
+            q = same[src].get((rt, prec, th))
+            ratio_cells.append(f"{q.ratio:.3f} ({min(q.per_repeat):.3f}-{max(q.per_repeat):.3f})" if q else "-")
         rows.append(
             f"| {rt} {runtime_version(rt)} | {prec} | {th} | "
             + " | ".join(cells)
@@ -107,7 +81,7 @@ def markdown(records: list[LatencyRecord], model: str) -> str:
             + " |"
         )
     head = [
-        f"**{model}** (224x224, batch 1; median of the per-repeat medians in ms, range over repeats in brackets; "
+        f"**{model}** ({records[0].resolution}x{records[0].resolution}, batch 1; median of the per-repeat medians in ms, range over repeats in brackets; "
         "ratio = mnv3 / torchvision formed within each repeat)",
         "",
         "| runtime | precision | threads | "
@@ -157,7 +131,15 @@ def main() -> int:
     for name in args.models:
         print(f"{name}: building (load average {load_average()})", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix="mnv3-latency-") as tmp:
-            cases = build_all(name, args.presets, runtimes, args.threads, args.resolution, Path(tmp))
+            cases = build_cases(
+                contenders(name, args.presets),
+                runtimes=runtimes,
+                precisions=PRECISIONS,
+                threads=args.threads,
+                resolution=args.resolution,
+                workdir=Path(tmp),
+                log=lambda s: print("  " + s, file=sys.stderr, flush=True),
+            )
             load_before = load_average()
             t0 = time.strftime("%Y-%m-%d %H:%M:%S")
             records = measure(

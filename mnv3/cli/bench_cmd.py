@@ -9,8 +9,9 @@ import warnings
 from pathlib import Path
 
 from mnv3.cli.common import add_model_options, model_kwargs
+from mnv3.deploy.runtimes import Runtime
 
-RUNTIMES = ("eager", "compile", "onnxruntime", "executorch", "litert")
+RUNTIMES = tuple(r.value for r in Runtime)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _runtimes(requested: list[str]) -> list[str]:
-    from mnv3.deploy.runtimes import RUNTIME_FORMAT, Runtime, available, require
+    from mnv3.deploy.runtimes import EXTRAS, RUNTIME_FORMAT, available, require
 
     if "all" in requested:
         out = []
@@ -62,7 +63,7 @@ def _runtimes(requested: list[str]) -> list[str]:
                 out.append(r)
             else:
                 print(
-                    f"mnv3 bench: note: skipping {r} (not installed: pip install 'mnv3[{fmt.value if fmt.value != 'onnx' else 'export'}]')",
+                    f"mnv3 bench: note: skipping {r} (not installed: pip install 'mnv3[{EXTRAS[fmt].name}]')",
                     file=sys.stderr,
                 )
         return out
@@ -83,7 +84,7 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mnv3.deploy.bench import Unsupported, build_case, format_ratios, format_table, measure, ratios, summarize
+    from mnv3.deploy.bench import Contender, build_cases, format_ratios, format_table, measure, ratios, summarize
     from mnv3.deploy.loading import RandomWeightsWarning, load_model, preprocessing_for
     from mnv3.deploy.records import Machine, load_average, write_jsonl
 
@@ -93,12 +94,12 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", RandomWeightsWarning)  # latency does not depend on the weights
         model, meta = load_model(args.model, args.weights, **model_kwargs(args))
     spec = model.spec
-    models = [("mnv3", spec.name, model, True)]
+    contenders = [Contender("mnv3", spec.name, model, True)]
     if args.compare:
         from mnv3.deploy.peers import peer_model
 
         peer, call = peer_model(args.compare, model)
-        models.append((args.compare, call, peer, False))
+        contenders.append(Contender(args.compare, call, peer, False))
     calib = None
     if args.calibration and "int8" in args.precision:
         from mnv3.deploy.calibration import calibration_images
@@ -112,32 +113,19 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="mnv3-bench-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        cases, artifacts = [], {}
-        for runtime in runtimes:
-            for precision in args.precision:
-                for threads in args.threads:
-                    for batch in args.batch:
-                        for source, name, m, mnv3_flow in models:
-                            try:
-                                cases.append(
-                                    build_case(
-                                        m,
-                                        source=source,
-                                        model_name=name,
-                                        runtime=runtime,
-                                        precision=precision,
-                                        threads=threads,
-                                        batch=batch,
-                                        resolution=args.resolution,
-                                        workdir=workdir,
-                                        calibration=calib,
-                                        mnv3_flow=mnv3_flow,
-                                        artifacts=artifacts,
-                                    )
-                                )
-                                print(f"built {cases[-1].label} in {cases[-1].build_s:.1f} s", file=sys.stderr)
-                            except Unsupported as e:
-                                print(f"mnv3 bench: note: {e}", file=sys.stderr)
+        artifacts: dict = {}
+        cases = build_cases(
+            contenders,
+            runtimes=runtimes,
+            precisions=args.precision,
+            threads=args.threads,
+            batches=args.batch,
+            resolution=args.resolution,
+            workdir=workdir,
+            calibration=calib,
+            artifacts=artifacts,
+            log=lambda msg: print(f"mnv3 bench: {msg}", file=sys.stderr),
+        )
         if not cases:
             raise ValueError("nothing to time: every requested runtime / precision combination was skipped")
         records = measure(

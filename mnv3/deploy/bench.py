@@ -173,6 +173,66 @@ def build_case(
     )
 
 
+@dataclass(frozen=True)
+class Contender:
+    """A network to time: whose it is (``mnv3`` or a peer), its name there, and whether mnv3's export flow applies."""
+
+    source: str
+    name: str
+    model: nn.Module
+    mnv3_flow: bool
+
+
+def build_cases(
+    contenders: Sequence[Contender],
+    *,
+    runtimes: Sequence[Runtime | str],
+    precisions: Sequence[str],
+    threads: Sequence[int],
+    batches: Sequence[int] = (1,),
+    resolution: int,
+    workdir: Path,
+    calibration: torch.Tensor | None = None,
+    artifacts: dict[tuple, Path] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[Case]:
+    """Every (runtime, precision, threads, batch, contender) case that is measured, built in that order.
+
+    Combinations :func:`build_case` does not measure are skipped with a note to ``log``; ``artifacts``
+    (filled here when given) shares exported files between cases.
+    """
+    artifacts = {} if artifacts is None else artifacts
+    cases = []
+    for runtime in runtimes:
+        for precision in precisions:
+            for th in threads:
+                for batch in batches:
+                    for c in contenders:
+                        try:
+                            case = build_case(
+                                c.model,
+                                source=c.source,
+                                model_name=c.name,
+                                runtime=runtime,
+                                precision=precision,
+                                threads=th,
+                                batch=batch,
+                                resolution=resolution,
+                                workdir=workdir,
+                                calibration=calibration,
+                                mnv3_flow=c.mnv3_flow,
+                                artifacts=artifacts,
+                            )
+                        except Unsupported as e:
+                            if log is not None:
+                                log(f"note: {e}")
+                            continue
+                        cases.append(case)
+                        if log is not None:
+                            log(f"built {case.label} in {case.build_s:.1f} s")
+    return cases
+
+
 # --- timing ------------------------------------------------------------------------------------------
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from mnv3.data.images import IMAGE_EXTENSIONS
 from mnv3.weights.io import Preprocessing
 
 FASHION_MNIST = "fashion-mnist"
@@ -48,8 +49,6 @@ def _fashion(split: str, pp: Preprocessing, in_chans: int, limit: int | None, da
 
 
 def _image_files(root: Path) -> list[Path]:
-    from mnv3.data.images import IMAGE_EXTENSIONS
-
     return sorted(
         p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
     )
@@ -68,7 +67,7 @@ def calibration_images(
         raise FileNotFoundError(f"calibration folder {str(root)!r} does not exist (give a folder of images or {FASHION_MNIST!r})")
     files = _image_files(root)
     if not files:
-        raise ValueError(f"calibration folder {root} holds no image files (looked for {', '.join(_exts())} recursively)")
+        raise ValueError(f"calibration folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)} recursively)")
     from mnv3.data.images import load_image
 
     step = max(1, len(files) // limit)
@@ -81,12 +80,6 @@ def calibration_images(
             raise ValueError(f"calibration image {p} cannot be read: {e}; remove it or fix it") from None
         out.append(t(img))
     return torch.stack(out)
-
-
-def _exts() -> tuple[str, ...]:
-    from mnv3.data.images import IMAGE_EXTENSIONS
-
-    return IMAGE_EXTENSIONS
 
 
 def labelled_set(
