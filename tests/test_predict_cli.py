@@ -17,8 +17,8 @@ from torchvision.transforms import v2 as T  # noqa: E402
 
 import mnv3  # noqa: E402
 from mnv3.cli.main import main  # noqa: E402
+from mnv3.utils.preprocessing import Preprocessing  # noqa: E402
 from mnv3.weights import WeightsMeta, save_weights  # noqa: E402
-from mnv3.weights.io import Preprocessing  # noqa: E402
 from mnv3.weights.testing import randomize_  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")

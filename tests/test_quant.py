@@ -21,7 +21,8 @@ from mnv3.cli.main import main
 from mnv3.deploy import available
 from mnv3.deploy.calibration import calibration_images
 from mnv3.deploy.export import export_model
-from mnv3.weights.io import Preprocessing, WeightsMeta, save_weights
+from mnv3.utils.preprocessing import Preprocessing
+from mnv3.weights.io import WeightsMeta, save_weights
 
 RES = 32
 skdata = pytest.importorskip("skimage.data")

@@ -15,8 +15,8 @@ import torchvision
 
 import mnv3
 from mnv3.spec.conventions import Preset
+from mnv3.utils.preprocessing import IMAGENET
 from mnv3.weights import Checksum, DownloadError, HashAlgorithm, Library, WeightsEntry, fetch
-from mnv3.weights.io import IMAGENET
 from mnv3.weights.testing import randomize_
 
 

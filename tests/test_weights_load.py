@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 import mnv3
+from mnv3.utils.preprocessing import Preprocessing
 from mnv3.weights import WeightsMeta, load_weights_into, model_from_file, save_weights
-from mnv3.weights.io import Preprocessing
 from mnv3.weights.testing import randomize_
 
 

@@ -107,7 +107,7 @@ def search_dirs(data_dir: str | os.PathLike | None) -> list[Path]:
 
 def download(target: Path, base_url: str = BASE_URL) -> None:
     """Fetch the four canonical .gz files into ``target``, checking each MD5 before it is kept."""
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     for pair in FILES.values():
         for f in pair:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
-from mnv3.weights.io import Preprocessing
+from mnv3.utils.preprocessing import Preprocessing
 
 CROPS = ("random_resized", "pad", "none")
 AUTO_AUGMENTS = (None, "autoaugment", "randaugment", "trivialaugment")

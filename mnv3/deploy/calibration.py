@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from mnv3.data.images import IMAGE_EXTENSIONS
-from mnv3.weights.io import Preprocessing
+from mnv3.utils.preprocessing import Preprocessing
 
 FASHION_MNIST = "fashion-mnist"
 

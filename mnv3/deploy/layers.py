@@ -150,7 +150,7 @@ def plot_layers(rows: list[LayerTime], path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(7, 0.3 * len(rows) + 1.5))
     names = [r.layer for r in rows][::-1]

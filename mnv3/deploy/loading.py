@@ -10,7 +10,8 @@ from typing import Any
 
 from torch import nn
 
-from mnv3.weights.io import IMAGENET, Preprocessing, WeightsMeta
+from mnv3.utils.preprocessing import IMAGENET, Preprocessing
+from mnv3.weights.io import WeightsMeta
 
 
 class RandomWeightsWarning(UserWarning):

@@ -175,7 +175,7 @@ class LayerRecord:
 
 def write_jsonl(path: str | Path, records: list[LatencyRecord] | list[LayerRecord], *, append: bool = False) -> Path:
     """Write records as JSON lines, atomically (appending keeps the existing lines)."""
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     path = Path(path)
     old = path.read_bytes() if append and path.exists() else b""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mnv3.weights.io import atomic_write_bytes
+from mnv3.utils.atomic import atomic_write_bytes
 
 FORMAT_VERSION = 1
 

@@ -19,7 +19,7 @@ from mnv3.data.folder import FolderDataset, FolderIndex, scan_folder
 from mnv3.data.transforms import eval_transform, train_transform
 from mnv3.train.config import TrainConfig
 from mnv3.train.distributed import DistInfo, broadcast_object
-from mnv3.weights.io import IMAGENET, Preprocessing
+from mnv3.utils.preprocessing import IMAGENET, Preprocessing
 
 FASHION_MNIST = "fashion-mnist"
 VAL_DIRS = ("val", "validation", "test")

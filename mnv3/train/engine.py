@@ -447,7 +447,7 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResu
     if not info.is_main or ev is None:
         return ev.to_dict() if ev is not None else {}
     final = ev.to_dict()
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     atomic_write_bytes(run_dir / "final_metrics.json", json.dumps({"split": data.val_name, **final}, indent=2).encode())
     plot_confusion(ev.confusion, data.classes, run_dir / "confusion.png", f"{data.name} {data.val_name}: top-1 {100 * ev.top1:.2f} %")
@@ -475,7 +475,7 @@ def _write_qat_program(qat: nn.Module, data: D.DataBundle, run_dir: Path, log: _
     ``model.safetensors`` with ``mnv3 export --int8`` would calibrate anew (post-training).
     """
     from mnv3.deploy import available
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     if not available("executorch"):
         log("int8 program not written: ExecuTorch is not installed (pip install 'mnv3[executorch]')")

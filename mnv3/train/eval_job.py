@@ -17,7 +17,7 @@ from mnv3.data.folder import FolderDataset, scan_folder
 from mnv3.data.transforms import eval_transform
 from mnv3.train.distributed import resolve_device
 from mnv3.train.evaluate import EvalResult, evaluate
-from mnv3.weights.io import Preprocessing
+from mnv3.utils.preprocessing import Preprocessing
 
 
 @dataclass
@@ -96,7 +96,7 @@ def run_eval(
 ) -> tuple[EvalResult, Path]:
     """Evaluate, then write ``eval-<split>.json`` and ``confusion-<split>.png`` (next to the weights by default)."""
     from mnv3.train.plots import plot_confusion
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     loaded = load_for_eval(source)
     ds, classes = eval_dataset(data, loaded.preprocessing, loaded.categories, split, data_dir)

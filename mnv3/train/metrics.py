@@ -87,7 +87,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 
 def truncate_metrics(path: str | Path, after_step: int) -> None:
     """Drop records past ``after_step`` (a resumed run repeats them); the file is rewritten atomically."""
-    from mnv3.weights.io import atomic_write_bytes
+    from mnv3.utils.atomic import atomic_write_bytes
 
     p = Path(path)
     if not p.is_file():

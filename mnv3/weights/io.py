@@ -8,7 +8,6 @@ that ``mnv3 predict`` and ``mnv3 eval`` use. Writes are atomic (temporary file, 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,40 +16,11 @@ import torch
 from torch import nn
 
 from mnv3.spec.serialize import spec_from_dict, spec_to_dict
+from mnv3.utils.atomic import atomic_write_bytes
+from mnv3.utils.preprocessing import Preprocessing
 
 SPEC_KEY = "mnv3.spec"
 META_KEY = "mnv3.meta"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the weights expect: resize / crop, interpolation, and normalisation.
-
-    ``mean``/``std`` are in [0, 1] pixel units; Keras' [-1, 1] scaling is mean 0.5, std 0.5.
-    """
-
-    resize: int = 256
-    crop: int = 224
-    interpolation: str = "bilinear"
-    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    grayscale: bool = False  # convert input images to one channel (Fashion-MNIST models)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown preprocessing field(s) {unknown}; known: {sorted(known)}")
-        d = dict(d)
-        for k in ("mean", "std"):
-            if k in d:
-                d[k] = tuple(float(v) for v in d[k])
-        return cls(**d)
-
-
-IMAGENET = Preprocessing()
-INCEPTION = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))  # TF / Keras [-1, 1] scaling
 
 
 @dataclass
@@ -77,27 +47,6 @@ class WeightsMeta:
             recipe=dict(d.get("recipe", {})),
             source=str(d.get("source", "")),
         )
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_weights(model: nn.Module, path: str | Path, meta: WeightsMeta | None = None) -> Path:

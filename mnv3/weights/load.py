@@ -20,12 +20,14 @@ from torch import nn
 from mnv3.spec.conventions import Preset
 from mnv3.spec.serialize import spec_from_dict
 from mnv3.spec.types import ModelSpec
+from mnv3.utils.atomic import atomic_write_bytes
+from mnv3.utils.preprocessing import INCEPTION, Preprocessing
 from mnv3.weights.checkpoint import FileFormat, detect_format, read_state_dict
 from mnv3.weights.convert.common import LIBRARY_PRESETS, Library, Mapped, check_fits, expected_shapes, numerics_match
 from mnv3.weights.convert.keras import keras_to_mnv3
 from mnv3.weights.convert.timm import timm_to_mnv3
 from mnv3.weights.convert.torchvision import mnv3_to_torchvision, torchvision_to_mnv3
-from mnv3.weights.io import INCEPTION, META_KEY, SPEC_KEY, Preprocessing, WeightsMeta, atomic_write_bytes, read_weights
+from mnv3.weights.io import META_KEY, SPEC_KEY, WeightsMeta, read_weights
 from mnv3.weights.keras_file import read_keras_weights
 from mnv3.weights.named import WEIGHTS, WeightsEntry, get_weights
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from mnv3.spec.conventions import Preset
+from mnv3.utils.preprocessing import INCEPTION, Preprocessing
 from mnv3.weights.convert.common import Library
-from mnv3.weights.io import INCEPTION, Preprocessing
 
 
 class HashAlgorithm(str, Enum):

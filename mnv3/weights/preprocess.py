@@ -10,7 +10,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import v2 as T
 
-from mnv3.weights.io import Preprocessing
+from mnv3.utils.preprocessing import Preprocessing
 
 _INTERPOLATIONS = {m.value: m for m in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)}
 
