@@ -32,7 +32,7 @@ def test_paper_recipe_is_section_6_1_1():
 def test_overrides_are_checked(tmp_path: Path):
     cfg = load_recipe("fashion-mnist", {"epochs": 2, "lr": 1})
     assert cfg.epochs == 2.0 and isinstance(cfg.lr, float)
-    with pytest.raises(ValueError, match="did you mean batch_size"):
+    with pytest.raises(ValueError, match="Did you mean: batch_size"):
         load_recipe("fashion-mnist", {"batchsize": 3})
     with pytest.raises(ValueError, match="optimizer"):
         load_recipe("fashion-mnist", {"optimizer": "adam9"})
@@ -40,8 +40,8 @@ def test_overrides_are_checked(tmp_path: Path):
         load_recipe("fashion-mnist", {"epochs": "many"})
     evil = tmp_path / "evil.yaml"
     evil.write_text("model: !!python/object/apply:os.system ['true']\n")
-    with pytest.raises(yaml.YAMLError):  # safe_load refuses Python tags
-        load_recipe(str(evil))
+    with pytest.raises(ValueError, match=r"evil\.yaml: line 1, column 8: invalid YAML: could not determine a constructor"):
+        load_recipe(str(evil))  # safe_load refuses Python tags
 
 
 def test_cli_flags_override_the_recipe(capsys):
@@ -49,8 +49,8 @@ def test_cli_flags_override_the_recipe(capsys):
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert (cfg["epochs"], cfg["lr"], cfg["seed"], cfg["deterministic"], cfg["mixup"]) == (7.0, 0.5, 3, True, 0.2)
     assert cfg["model"] == load_recipe("fashion-mnist").model
-    assert main(["train", "--set", "nope=1"]) == 2
-    assert "did you mean" in capsys.readouterr().err
+    assert main(["train", "--set", "batchsize=1"]) == 2
+    assert "Did you mean: batch_size" in capsys.readouterr().err
 
 
 def test_schedule_warmup_step_and_cosine():

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,22 +74,30 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if data[2] != 0x08:
         raise ValueError(f"{source}: only unsigned-byte IDX files are supported (type code 0x{data[2]:02x})")
     ndim = data[3]
+    if ndim == 0:
+        raise ValueError(f"{source} is not an IDX array file (0 dimensions in its header)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise ValueError(f"{source} is truncated (header)")
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python ints: a garbage header cannot overflow
     if len(data) != expected:
         raise ValueError(f"{source} is truncated or padded: {len(data)} bytes, expected {expected} for shape {shape}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _read_payload(path: Path) -> bytes:
-    raw = path.read_bytes()
+    """The file's bytes, gunzipped for ``.gz``; an unreadable, empty or damaged file is a ValueError naming it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read ({e.strerror or e})") from None
+    if not raw:
+        raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy? Delete it and run again")
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile, truncated stream, corrupt deflate data
             raise ValueError(f"{path} is not a readable gzip file ({e}); delete it and run again") from None
     return raw
 
@@ -146,11 +156,11 @@ def load_split(split: str, data_dir: str | os.PathLike | None = None, download_m
         path = _find(found, f)
         assert path is not None
         payload = _read_payload(path)
+        arr = parse_idx(payload, str(path))  # a bad header or size says more than an MD5 mismatch
+        if arr.shape[0] != f.count:
+            raise ValueError(f"{path} holds {arr.shape[0]} items, expected {f.count}; it is not the published Fashion-MNIST file")
         if _md5(payload) != f.raw_md5:
             raise ValueError(f"{path} does not match the published Fashion-MNIST file (MD5 of its content differs); replace it")
-        arr = parse_idx(payload, str(path))
-        if arr.shape[0] != f.count:
-            raise ValueError(f"{path} holds {arr.shape[0]} items, expected {f.count}")
         arrays.append(arr)
     images, labels = arrays
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

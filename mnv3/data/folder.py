@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from mnv3.data.images import IMAGE_EXTENSIONS, BadFile, find_bad_files, load_image, report_bad_files
+from mnv3.data.images import IMAGE_EXTENSIONS, BadFile, find_bad_files, open_image, report_bad_files
 
 VERIFY_MODES = ("full", "header", "none")
 
@@ -65,7 +65,8 @@ def scan_folder(
         skip = {b.path for b in bad_set}
         candidates = [(p, y) for p, y in candidates if str(p) not in skip]
     if not candidates:
-        raise ValueError(f"no readable images under {root} ({len(bad)} file(s) skipped); expected {root}/<class name>/<image files>")
+        example = f", e.g. {bad[0].path}: {bad[0].reason}" if bad else ""
+        raise ValueError(f"no readable images under {root} ({len(bad)} file(s) skipped{example}); expected {root}/<class name>/<image files>")
     report_bad_files(bad, root, strict)
     counts = [0] * len(classes)
     for _, y in candidates:
@@ -96,7 +97,7 @@ class FolderDataset(Dataset):
         for k in range(n):
             path, label = self.index.samples[(i + k) % n]
             try:
-                return load_image(path, self.grayscale), label
-            except Exception as e:  # noqa: BLE001 - any decode failure means "skip this file"
-                warnings.warn(f"skipping unreadable image {path}: {type(e).__name__}: {e}", stacklevel=2)
+                return open_image(path, "L" if self.grayscale else "RGB"), label
+            except (OSError, ValueError) as e:  # open_image: ValueError for any undecodable file, FileNotFoundError if gone
+                warnings.warn(f"skipping unreadable image {e}", stacklevel=2)
         raise ValueError(f"no image under {self.index.root} could be decoded")

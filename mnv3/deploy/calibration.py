@@ -68,16 +68,16 @@ def calibration_images(
     files = _image_files(root)
     if not files:
         raise ValueError(f"calibration folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)} recursively)")
-    from mnv3.data.images import load_image
+    from mnv3.data.images import open_image
 
     step = max(1, len(files) // limit)
     t = _transform(pp)
     out = []
     for p in files[::step][:limit]:
         try:
-            img = load_image(p, grayscale=in_chans == 1)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"calibration image {p} cannot be read: {e}; remove it or fix it") from None
+            img = open_image(p, "L" if in_chans == 1 else "RGB")
+        except (OSError, ValueError) as e:  # open_image names the file and the reason
+            raise ValueError(f"calibration image {e}; remove it or fix it") from None
         out.append(t(img))
     return torch.stack(out)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from mnv3.spec.types import (
     WidthRounding,
     validate,
 )
+from mnv3.utils.suggest import did_you_mean
+from mnv3.utils.textfiles import parse_json, parse_yaml, read_text
 
 FORMAT_VERSION = 1
 
@@ -61,18 +64,45 @@ def _enum(enum: type[Enum], value: Any, where: str) -> Any:
         raise ValueError(f"{where}: unknown value {value!r}; expected one of {[e.value for e in enum]}") from None
 
 
+_SCALARS: dict[type, str] = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _scalar(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against a scalar annotation (``int``, ``float``, ``bool``, ``str``, optionally ``| None``).
+
+    Types are checked here, before validation, so a string width or a float kernel is an error
+    that names the field instead of a TypeError deep inside a comparison or a layer constructor.
+    """
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+    if hint not in _SCALARS:
+        return value  # enums, nested specs and tuples are checked by their own readers
+    ok = isinstance(value, hint) and (hint is bool or not isinstance(value, bool))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # 0 written for 0.0
+    if not ok:
+        got = "null" if value is None else f"{value!r} of type {type(value).__name__}"
+        raise ValueError(f"{where}: expected {_SCALARS[hint]}, got {got}")
+    return value
+
+
 def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(set(data) - names, key=str)
     if unknown:
-        raise ValueError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(names)}")
+        hint = did_you_mean(str(unknown[0]), names)
+        raise ValueError(f"{where}: unknown field(s) {unknown}.{hint} Known fields: {sorted(names)}")
     required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     missing = sorted(required - set(data))
     if missing:
         raise ValueError(f"{where}: missing field(s) {missing}")
-    return dict(data)
+    hints = typing.get_type_hints(cls)
+    return {name: _scalar(value, hints[name], f"{where}.{name}") for name, value in data.items()}
 
 
 def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
@@ -116,9 +146,30 @@ def spec_to_json(spec: ModelSpec, indent: int = 2) -> str:
     return json.dumps(spec_to_dict(spec), indent=indent)
 
 
-def spec_from_json(text: str) -> ModelSpec:
-    """Parse JSON text produced by :func:`spec_to_json` (or written by hand)."""
-    return spec_from_dict(json.loads(text))
+def _parse_json(text: str, source: str) -> Any:
+    """JSON text to plain data; an empty file or a syntax error names ``source`` (and the line and column)."""
+    if not text.strip():
+        raise ValueError(f"{source}: empty file; a spec is a JSON mapping (see `mnv3 models NAME`)")
+    return parse_json(text, source)
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """YAML text to plain data (``yaml.safe_load``); an empty file or a syntax error names ``source``."""
+    if not text.strip():
+        raise ValueError(f"{source}: empty file; a spec is a YAML mapping (see `mnv3 models NAME --yaml`)")
+    return parse_yaml(text, source)
+
+
+def _from_data(data: Any, source: str) -> ModelSpec:
+    try:
+        return spec_from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def spec_from_json(text: str, source: str = "spec JSON") -> ModelSpec:
+    """Parse JSON text produced by :func:`spec_to_json` (or written by hand); errors name ``source``."""
+    return _from_data(_parse_json(text, source), source)
 
 
 def spec_to_yaml(spec: ModelSpec) -> str:
@@ -128,11 +179,9 @@ def spec_to_yaml(spec: ModelSpec) -> str:
     return yaml.safe_dump(spec_to_dict(spec), sort_keys=False)
 
 
-def spec_from_yaml(text: str) -> ModelSpec:
-    """Parse YAML with ``yaml.safe_load`` (never the unsafe loader)."""
-    import yaml
-
-    return spec_from_dict(yaml.safe_load(text))
+def spec_from_yaml(text: str, source: str = "spec YAML") -> ModelSpec:
+    """Parse YAML with ``yaml.safe_load`` (never the unsafe loader); errors name ``source``."""
+    return _from_data(_parse_yaml(text, source), source)
 
 
 def save_spec(spec: ModelSpec, path: str | Path) -> Path:
@@ -153,11 +202,11 @@ def save_spec(spec: ModelSpec, path: str | Path) -> Path:
 def load_spec(path: str | Path) -> ModelSpec:
     """Read a spec file written by :func:`save_spec` or by hand (.json, .yaml, .yml)."""
     path = Path(path)
+    if path.suffix not in (".json", ".yaml", ".yml"):
+        raise ValueError(f"spec files end in .json, .yaml or .yml, got {path.name!r}")
     if not path.is_file():
         raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        return spec_from_yaml(text)
+    text = read_text(path, f"spec file {path}")
     if path.suffix == ".json":
-        return spec_from_json(text)
-    raise ValueError(f"spec files end in .json, .yaml or .yml, got {path.name!r}")
+        return spec_from_json(text, f"spec file {path}")
+    return spec_from_yaml(text, f"spec file {path}")

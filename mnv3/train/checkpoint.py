@@ -55,20 +55,54 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint onto the CPU; a missing, torn or foreign file is a clear error."""
+class Checkpoint(dict):
+    """A loaded training checkpoint: a dict whose missing entries are a ValueError naming the file.
+
+    Callers index it directly (``ckpt["config"]``); a foreign or hand-made ``.pt`` that lacks an entry
+    then fails with one clear line instead of a KeyError traceback.
+    """
+
+    def __init__(self, data: dict[str, Any], path: Path) -> None:
+        super().__init__(data)
+        self.path = path
+
+    def __missing__(self, key: str) -> Any:
+        raise ValueError(f"{self.path} has no {key!r} entry: it is not a complete mnv3 training checkpoint")
+
+
+# entries a checkpoint written by mnv3 train holds, with their types (checked when present)
+_ENTRY_TYPES: dict[str, tuple[type, ...]] = {"config": (dict,), "model": (dict,), "classes": (list, tuple), "step": (int,)}
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint onto the CPU; a missing, torn, unsafe or foreign file is a clear ValueError."""
+    from mnv3.utils.torchfile import UnsafePickleError, load_torch_file
+
     path = Path(path)
     if path.is_dir():
         path = path / "last.pt"
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (pass a run folder or a .pt file)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch.load raises many types for a bad file
-        raise ValueError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e}); use the run's best.pt or start again") from None
+        state = load_torch_file(path, "checkpoint")  # weights_only=True: refuses pickled objects
+    except UnsafePickleError:
+        raise
+    except ValueError as e:  # truncated, corrupt or not a torch file
+        raise ValueError(f"{e}; use the run's best.pt or start again") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path} is not an mnv3 training checkpoint (format {FORMAT_VERSION})")
-    return state
+        kind = f"a {type(state).__name__}" if not isinstance(state, dict) else f"a dict with keys {list(state)[:6]}"
+        raise ValueError(f"{path} is not an mnv3 training checkpoint (format {FORMAT_VERSION}): it holds {kind}")
+    for key, types in _ENTRY_TYPES.items():
+        if key in state and (not isinstance(state[key], types) or (key == "step" and isinstance(state[key], bool))):
+            raise ValueError(f"{path}: entry {key!r} is of type {type(state[key]).__name__}, not what mnv3 train writes; the checkpoint is damaged")
+    if "config" in state:
+        from mnv3.train.config import config_from_dict
+
+        try:
+            config_from_dict(state["config"])
+        except ValueError as e:
+            raise ValueError(f"{path}: its saved config is not valid for this mnv3: {e}") from None
+    return Checkpoint(state, path)
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from mnv3.utils.suggest import did_you_mean
+from mnv3.utils.textfiles import parse_yaml, read_text
+
 OPTIMIZERS = ("rmsprop_tf", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -140,12 +143,60 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
+# Names other libraries (timm, torchvision references, Keras) use for a field, so that a user who types
+# them is pointed at mnv3's name; string similarity alone cannot link "learning_rate" to "lr".
+ALIASES: dict[str, str] = {
+    "learning_rate": "lr",
+    "base_lr": "lr",
+    "lr_rate": "lr",
+    "batch": "batch_size",
+    "bs": "batch_size",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "wd": "weight_decay",
+    "opt": "optimizer",
+    "optim": "optimizer",
+    "scheduler": "schedule",
+    "sched": "schedule",
+    "lr_schedule": "schedule",
+    "image_size": "resolution",
+    "img_size": "resolution",
+    "input_size": "resolution",
+    "arch": "model",
+    "dataset": "data",
+    "data_path": "data",
+    "num_workers": "workers",
+    "amp": "precision",
+    "smoothing": "label_smoothing",
+    "warmup": "warmup_epochs",
+    "drop_rate": "dropout",
+    "dropout_rate": "dropout",
+    "model_ema_decay": "ema_decay",
+    "clip_grad": "grad_clip",
+    "clip_grad_norm": "grad_clip",
+    "output_dir": "output",
+    "pretrained": "weights",
+    "steps": "max_steps",
+}
+
+
+def field_hint(name: object) -> str:
+    """``" Did you mean: x?"`` for an unknown config key: a known alias (or a typo of one) first, else a close field name."""
+    key = str(name).strip().lower().replace("-", "_")
+    alias = key if key in ALIASES else next(iter(difflib.get_close_matches(key, ALIASES, n=1, cutoff=0.8)), None)
+    if alias is not None:
+        return f" Did you mean: {ALIASES[alias]}?"
+    return did_you_mean(key, FIELDS)
+
+
 def apply_overrides(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """A copy of ``cfg`` with the given fields replaced; unknown names get a did-you-mean error."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"a configuration is a mapping of config fields, got {type(overrides).__name__}")
     unknown = [k for k in overrides if k not in FIELDS]
     if unknown:
-        hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, FIELDS, n=2)) or '?'})" for k in unknown]
-        raise ValueError(f"unknown config field(s): {'; '.join(hints)}; see `mnv3 train --help`")
+        hints = " ".join(f"{k!r}.{field_hint(k)}".rstrip(".") for k in unknown)
+        raise ValueError(f"unknown config field(s): {hints} See `mnv3 train --print-config` for every field.")
     return validate(dataclasses.replace(cfg, **{k: _coerce(k, v) for k, v in overrides.items()}))
 
 
@@ -156,7 +207,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"--set takes key=value, got {item!r}")
         k, v = item.split("=", 1)
-        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
+        key = k.strip().replace("-", "_")
+        out[key] = parse_yaml(v, f"--set {key}={v}")
     return out
 
 
@@ -200,21 +252,28 @@ def recipe_path(name: str) -> Path:
             raise FileNotFoundError(f"recipe file {name!r} does not exist")
         return p
     p = Path(str(resources.files("mnv3.recipes").joinpath(f"{name}.yaml")))
-    if not p.is_file():
-        raise ValueError(f"unknown recipe {name!r}; packaged recipes: {list(RECIPES)}, or pass a .yaml path")
+    if name not in RECIPES or not p.is_file():
+        raise ValueError(f"unknown recipe {name!r}.{did_you_mean(name, RECIPES)} Packaged recipes: {list(RECIPES)}, or pass a .yaml path")
     return p
 
 
 def load_recipe(name: str = "fashion-mnist", overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The packaged (or given) recipe as a validated :class:`TrainConfig`, with ``overrides`` applied."""
+    """The packaged (or given) recipe as a validated :class:`TrainConfig`, with ``overrides`` applied.
+
+    Every problem with the file (not UTF-8, a YAML syntax error with its line and column, an unknown
+    key with a did-you-mean, a wrongly typed value) is a ValueError that starts with the file's path.
+    """
     path = recipe_path(name)
-    data = yaml.safe_load(path.read_text()) or {}
+    source = f"recipe {path}"
+    data = parse_yaml(read_text(path, source), source)
+    if data is None:
+        data = {}  # an empty recipe: every default
     if not isinstance(data, dict):
-        raise ValueError(f"recipe {path} must be a mapping of config fields, got {type(data).__name__}")
+        raise ValueError(f"{source} must be a mapping of config fields (key: value lines), got a {type(data).__name__}")
     try:
         cfg = apply_overrides(TrainConfig(), data)
     except ValueError as e:
-        raise ValueError(f"recipe {path}: {e}") from None
+        raise ValueError(f"{source}: {e}") from None
     return apply_overrides(cfg, overrides or {})
 
 

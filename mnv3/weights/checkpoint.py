@@ -7,13 +7,12 @@ The library is recognised by one marker key per layout, never by the file name.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from enum import Enum
 from pathlib import Path
 
 import torch
 
+from mnv3.utils.torchfile import load_torch_file
 from mnv3.weights.convert import timm as timm_convert
 from mnv3.weights.convert import torchvision as tv_convert
 from mnv3.weights.convert.common import Library
@@ -45,10 +44,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         return read_weights(path)[0]
     if path.suffix not in TORCH_SUFFIXES:
         raise ValueError(f"{path}: unknown checkpoint type {path.suffix!r}; expected one of {[*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES]}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+    obj = load_torch_file(path, "checkpoint")  # weights_only=True; clear errors for unsafe, truncated or foreign files
     return _unwrap(obj, path)
 
 
@@ -62,6 +58,9 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
         state = _unwrap(inner, path)
     else:
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:
+        raise ValueError(f"{path} is not a state dict: its keys must be tensor names, found {odd[:3]!r}")
     if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -19,6 +20,7 @@ from pathlib import Path
 from mnv3.weights.named import Checksum, WeightsEntry
 
 CACHE_ENV = "MNV3_CACHE_DIR"
+logger = logging.getLogger(__name__)  # library code logs (and shows a tqdm bar); it never prints
 _CHUNK = 1 << 16
 
 
@@ -69,6 +71,7 @@ def download(url: str, dest: Path, checksum: Checksum, *, progress: bool = True,
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     start = part.stat().st_size if part.exists() else 0
+    logger.info("downloading %s to %s%s", url, dest, f" (resuming at byte {start})" if start else "")
     request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -111,6 +114,6 @@ def fetch(entry: WeightsEntry, *, progress: bool = True, root: Path | None = Non
         try:
             verify(dest, entry.checksum)
             return dest
-        except ValueError as e:
-            print(f"mnv3: cached {e}")  # deleted by verify; download a fresh copy
+        except ValueError as e:  # verify deleted the bad copy; fetch a fresh one
+            logger.warning("cached %s; downloading it again", e)
     return download(entry.url, dest, entry.checksum, progress=progress)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,7 +57,18 @@ def _decode(values: object) -> list[str]:
     return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in values]  # type: ignore[union-attr]
 
 
+def _array(item: object, where: str) -> np.ndarray:
+    """An HDF5 dataset as an array; anything else (a group, a link) means the file is not a weights file."""
+    import h5py
+
+    if not isinstance(item, h5py.Dataset):
+        raise ValueError(f"{where} is a {type(item).__name__}, not an array of weights")
+    return np.asarray(item)
+
+
 def _read_keras3(root: h5py.Group) -> KerasWeights:
+    import h5py
+
     by_class: dict[str, list[tuple[int, str]]] = {}
     for name in root["layers"]:
         group = root["layers"][name]
@@ -74,7 +86,11 @@ def _read_keras3(root: h5py.Group) -> KerasWeights:
     for cls, items in by_class.items():
         for _, name in sorted(items):
             variables = root["layers"][name]["vars"]
-            arrays = [np.asarray(variables[i]) for i in sorted(variables, key=int)]
+            if not isinstance(variables, h5py.Group):
+                raise ValueError(f"Keras layer {name}: 'vars' is a {type(variables).__name__}, not a group of arrays")
+            if not all(str(i).isdigit() for i in variables):
+                raise ValueError(f"Keras layer {name} has variables {sorted(variables)}; Keras 3 numbers them 0, 1, ...")
+            arrays = [_array(variables[i], f"{name}/vars/{i}") for i in sorted(variables, key=int)]
             if cls == "batch_normalization":
                 if len(arrays) != 4:
                     raise ValueError(f"Keras layer {name} has {len(arrays)} variables; a BatchNormalization has 4")
@@ -92,7 +108,7 @@ def _read_legacy(root: h5py.Group) -> KerasWeights:
         weight_names = _decode(group.attrs.get("weight_names", []))
         if not weight_names:
             continue
-        arrays = {w.split("/")[-1].split(":")[0]: np.asarray(group[w]) for w in weight_names}
+        arrays = {w.split("/")[-1].split(":")[0]: _array(group[w], f"{name}/{w}") for w in weight_names}
         if set(arrays) == set(_BN_ROLES):
             out.batchnorms.append(KerasLayer(name, arrays))
         elif set(arrays) == {"depthwise_kernel"}:  # Keras 2 names it so
@@ -125,15 +141,31 @@ def read_keras_weights(path: str | Path) -> KerasWeights:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Keras weights file {str(path)!r} does not exist")
-    try:
-        if path.suffix == ".keras":
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes): not a Keras weights file; an interrupted download or copy?")
+    source: str | io.BytesIO = str(path)
+    if path.suffix == ".keras":
+        try:
             with zipfile.ZipFile(path) as z:
                 if "model.weights.h5" not in z.namelist():
                     raise ValueError(f"{path} is a zip without model.weights.h5; not a Keras 3 .keras file")
-                data = z.read("model.weights.h5")
-            with h5py.File(io.BytesIO(data), "r") as f:
-                return _read_h5(f)
-        with h5py.File(path, "r") as f:
+                source = io.BytesIO(z.read("model.weights.h5"))
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+            raise ValueError(f"{path} is not a readable .keras file (a Keras 3 .keras is a zip archive; truncated or corrupt?): {e}") from None
+    try:
+        f = h5py.File(source, "r")
+    except OSError as e:  # h5py: "file signature not found", "truncated file: eof = ..."
+        reason = " ".join(str(e).split())
+        raise ValueError(f"{path} is not a readable Keras weights file (not HDF5, or truncated or corrupt): {reason}") from None
+    with f:
+        try:
             return _read_h5(f)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path} is not a readable Keras weights file (truncated or corrupt?): {e}") from None
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        except OSError as e:  # a dataset whose bytes are missing
+            raise ValueError(f"{path} is truncated or corrupt: reading it failed ({' '.join(str(e).split())})") from None
+        except (KeyError, TypeError, AttributeError, IndexError) as e:  # an entry missing or of the wrong kind
+            raise ValueError(
+                f"{path} is an HDF5 file but not a keras.applications MobileNetV3 weights file "
+                f"({type(e).__name__}: {' '.join(str(e).split())})"
+            ) from None
