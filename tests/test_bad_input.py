@@ -211,17 +211,18 @@ def test_bad_training_checkpoint_resume(case: str, tmp_path: Path, capsys: pytes
 def test_bad_training_checkpoint_eval(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make, expected = CKPT_CASES[case]
     path = make(tmp_path)
-    line = _one_error_line(["eval", path, "--output", tmp_path / "out"], capsys, path)
+    line = _one_error_line(["eval", path], capsys, path)  # reports would go next to the checkpoint
     assert expected in line
-    assert not (tmp_path / "out").exists()
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_checkpoint_missing_entry_for_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A checkpoint with a config but no classes or model: eval names the missing entry."""
     cfg = TrainConfig(model="mobilenetv3_small_050").to_dict()
     path = save_checkpoint(tmp_path / "last.pt", {"config": cfg, "step": 1})
-    line = _one_error_line(["eval", path, "--output", tmp_path / "out"], capsys, path)
+    line = _one_error_line(["eval", path], capsys, path)
     assert "has no 'classes' entry" in line
+    assert list(tmp_path.iterdir()) == [path]
 
 
 # ---------------------------------------------------------------- weights files (mnv3 convert)
