@@ -27,7 +27,7 @@ import torch
 from mnv3.deploy.calibration import calibration_images, labelled_set
 from mnv3.deploy.export import build_artifact, load_predictor
 from mnv3.deploy.runtimes import FILE_SUFFIX, Format, available
-from mnv3.weights.io import model_from_file
+from mnv3.weights import model_from_file
 
 
 def accuracy(logits: np.ndarray, labels: torch.Tensor) -> float:

@@ -143,7 +143,7 @@ RECIPE_CASES = {
 def test_bad_recipe_file(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text, expected = RECIPE_CASES[case]
     path = _write("recipe.yaml", text)(tmp_path)
-    line = _one_error_line(["train", "--recipe", path, "--print-config", "--output", tmp_path / "runs"], capsys, path)
+    line = _one_error_line(["train", "--recipe", path, "--print-config", "--out-dir", tmp_path / "runs"], capsys, path)
     assert expected in line
     assert not (tmp_path / "runs").exists()
 
@@ -409,7 +409,7 @@ FASHION_CASES = {
 def test_bad_fashion_mnist_file(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make, expected = FASHION_CASES[case]
     path = make(tmp_path)
-    argv = ["train", "--data", "fashion-mnist", "--data-dir", path.parent, "--output", tmp_path / "runs", "--max-steps", "1"]
+    argv = ["train", "--data", "fashion-mnist", "--data-dir", path.parent, "--out-dir", tmp_path / "runs", "--max-steps", "1"]
     line = _one_error_line(argv, capsys, path)
     assert expected in line
     assert not (tmp_path / "runs").exists()
@@ -494,7 +494,7 @@ def _folder_data(bad_name: str, bad: bytes) -> Maker:
 def test_bad_image_in_training_folder(case: str, strict: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name, data, expected = IMAGE_CASES[case]
     path = _folder_data(name, data)(tmp_path)
-    argv = ["train", "--data", tmp_path / "data", "--output", tmp_path / "runs", "--max-steps", "1", "--model", "mobilenetv3_small_050"]
+    argv = ["train", "--data", tmp_path / "data", "--out-dir", tmp_path / "runs", "--max-steps", "1", "--model", "mobilenetv3_small_050"]
     line = _one_error_line([*argv, *(["--strict"] if strict else [])], capsys, path)
     assert expected in line
     assert not (tmp_path / "runs").exists()

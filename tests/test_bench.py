@@ -23,7 +23,7 @@ from mnv3.deploy.runtimes import Runtime
 def test_bench_cli_end_to_end(tmp_path, capsys):
     out, png = tmp_path / "bench.jsonl", tmp_path / "layers.png"
     args = ["bench", "mobilenetv3_small_100", "--runtime", "eager", "onnxruntime", "--runs", "3", "--warmup", "1", "--chunk", "2"]
-    args += ["--repeats", "2", "--resolution", "64", "--compare", "torchvision", "--json", str(out), "--plot", str(png)]
+    args += ["--repeats", "2", "--resolution", "64", "--compare", "torchvision", "--records", str(out), "--plot", str(png)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "machine:" in text and "ratios (mnv3 / torchvision" in text and "per-layer breakdown" in text
@@ -119,3 +119,25 @@ def test_torchvision_equivalent_is_the_same_network():
         assert sum(p.numel() for p in tv.parameters()) == sum(p.numel() for p in ours.parameters())
     with pytest.raises(ValueError, match="minimalistic"):
         torchvision_equivalent(mnv3.create_model("mobilenetv3_large_minimal_100"))
+
+
+def test_peer_follows_the_overrides_not_the_name(capsys):
+    """Issue: a width-0.5 Large compared against a width-1.0 torchvision network. The peer is built from the spec."""
+    ours = mnv3.create_model("mobilenetv3_large_100", width=0.5, preset="torchvision").eval()
+    assert ours.spec.name == "mobilenetv3_large_100+width=0.5"
+    tv, call = torchvision_equivalent(ours)
+    assert "width_mult=0.5" in call
+    assert sum(p.numel() for p in tv.parameters()) == sum(p.numel() for p in ours.parameters()) == 1_734_576
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(tv(x), ours(x))
+    # under the paper's rounding a width-0.75 Large is another network than torchvision's: refused, not compared
+    with pytest.raises(ValueError, match="not the same network"):
+        torchvision_equivalent(mnv3.create_model("mobilenetv3_large_100", width=0.75))
+    # the CLI: the same peer, the records name the overridden network
+    args = ["bench", "mobilenetv3_large_100", "--width", "0.5", "--preset", "torchvision", "--runtime", "eager", "--runs", "2",
+            "--warmup", "0", "--resolution", "32", "--compare", "torchvision", "--json"]
+    assert main(args) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {r["model"] for r in records if r["source"] == "mnv3"} == {"mobilenetv3_large_100+width=0.5"}
+    assert any("width_mult=0.5" in r["model"] for r in records if r["source"] == "torchvision")

@@ -74,8 +74,11 @@ def test_convert_errors_exit_2_and_keep_existing_output(tmp_path, tv_large, caps
     assert rc == 2 and err.startswith("mnv3 convert: error:")
     assert "does not fit mobilenetv3_small_100" in err and "--model mobilenetv3_large_100" in err
     assert out.read_bytes() == b"previous result"
-    assert main(["convert", "--from", "torchvision", str(path), "-o", str(out)]) == 2
-    assert "--from needs --model" in capsys.readouterr().err
+    inferred = tmp_path / "inferred.safetensors"  # no --model: the checkpoint's shapes tell it
+    assert main(["convert", "--from", "torchvision", str(path), "-o", str(inferred)]) == 0
+    assert model_from_file(inferred)[0].spec.name == "mobilenetv3_large_100"
+    assert main(["convert", "--from", "timm", str(path), "-o", str(tmp_path / "t.safetensors")]) == 2
+    assert "not a timm MobileNetV3 state dict" in capsys.readouterr().err
     assert main(["convert", "--from", "torchvision", str(path), "--model", "mobilenetv3_large_100", "-o", str(tmp_path / "x.pth")]) == 2
     assert "safetensors" in capsys.readouterr().err
     (tmp_path / "junk.pth").write_bytes(b"\x00" * 100)

@@ -53,7 +53,7 @@ def test_export_from_weights_file_writes_a_verified_file(small_weights, tmp_path
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert report["graph"]["problems"] == [] and report["parity"]["max_abs"] <= 1e-4
-    assert report["parity"]["ref_max_abs"] > 0.5  # the stored weights were used, not a fresh init (logits ~1e-9)
+    assert report["parity"]["ref_max_abs"] > 0.1  # the stored weights were used, not a fresh init (logits ~1e-9)
     assert _entries(out.parent) == ["small.onnx"]  # no temporary files left
 
 
@@ -83,7 +83,7 @@ def test_weights_of_another_variant_is_refused(small_weights, tmp_path, capsys):
     out = tmp_path / "l.onnx"
     assert main(["export", "mobilenetv3_large_100", "--weights", str(path), "--format", "onnx", "-o", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "holds weights of mobilenetv3_small_100, not mobilenetv3_large_100" in err
+    assert "holds mobilenetv3_small_100, not mobilenetv3_large_100" in err
     assert not out.exists()
 
 

@@ -144,13 +144,19 @@ def test_in_chans_override() -> None:
     assert m(torch.zeros(2, 1, 64, 64)).shape == (2, 10)
 
 
-def test_named_weights_choose_their_preset(monkeypatch) -> None:
-    """create_model(name, weights=ENTRY) builds the model under the entry's preset before loading."""
-    import mnv3.weights.load as load
+def test_named_weights_choose_their_preset(monkeypatch, tmp_path) -> None:
+    """create_model(name, weights=ENTRY) builds under the entry's preset and computes the source's logits."""
+    import torchvision
+
+    import mnv3.weights.download as download
     from mnv3.weights.named import get_weights
 
-    seen = {}
-    monkeypatch.setattr(load, "_load_entry", lambda model, entry, progress: seen.setdefault("conventions", model.spec.conventions))
+    src = torchvision.models.mobilenet_v3_large().eval()
+    torch.save(src.state_dict(), tmp_path / "large.pth")
+    monkeypatch.setattr(download, "fetch", lambda entry, progress=True: tmp_path / "large.pth")  # no network here
     entry = get_weights("mobilenetv3_large_100.torchvision_v1")
-    mnv3.create_model(entry.model, weights=entry.name)
-    assert seen["conventions"] == mnv3.spec.get_preset(entry.preset)
+    model = mnv3.create_model(entry.model, weights=entry.name).eval()
+    assert model.spec.conventions == mnv3.spec.get_preset(entry.preset)
+    x = torch.randn(1, 3, 96, 96)
+    with torch.no_grad():
+        assert (model(x) - src(x)).abs().max() <= 1e-4

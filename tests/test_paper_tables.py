@@ -62,7 +62,7 @@ def test_small_minimal_matches_timm_port_side_by_side() -> None:
 
 
 def test_torchvision_width_rule_does_not_reproduce_table9() -> None:
-    """The official rule (expansion = ratio of the rounded input) is what makes Table 9 fit (fact sheet §3.2)."""
+    """The official rule (expansion = ratio of the rounded input) is what makes Table 9 fit (TF-slim's mobilenet_v3.py; docs/architecture.md)."""
     import torchvision
 
     tv = profile_model(mnv3.create_model("mobilenetv3_large_075", num_classes=1001, preset="torchvision"))

@@ -102,8 +102,11 @@ def test_predict_with_a_checkpoint_and_a_non_image(tmp_path, images, capsys) -> 
     with torch.no_grad():
         ref = src(preset(Image.open(images[2]).convert("RGB")).unsqueeze(0))[0]
     assert printed[str(images[2])] == _top(ref)
-    assert main(["predict", str(images[0]), "--weights", str(tmp_path / "tv.pth")]) == 2
-    assert "pass --model NAME" in capsys.readouterr().err
+    # no --model: the checkpoint's library and shapes tell the network, with the same result
+    assert main(["predict", str(images[2]), "--weights", str(tmp_path / "tv.pth")]) == 0
+    assert _parse(capsys.readouterr().out)[str(images[2])] == _top(ref)
+    assert main(["predict", str(images[2]), "--weights", str(tmp_path / "tv.pth"), "--preset", "paper"]) == 2
+    assert "only under preset 'torchvision'" in capsys.readouterr().err
 
 
 def test_predict_keras_weights_match_keras(tmp_path, images, capsys) -> None:

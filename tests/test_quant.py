@@ -85,7 +85,7 @@ def trained(fashion, tmp_path_factory, worker_id):
     """
     from filelock import FileLock
 
-    from mnv3.weights.io import model_from_file
+    from mnv3.weights import model_from_file
 
     x, y, prep, xt, yt = fashion
     if worker_id == "master":

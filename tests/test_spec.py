@@ -73,7 +73,7 @@ def test_reduced_tail_halves_c4_to_c5_but_keeps_c4_expansion() -> None:
     assert [(b.exp, b.out) for b in det.blocks[12:]] == [(672, 80), (480, 80), (480, 80)]
     assert det.head.conv_out == 480
     seg = reduce_tail(LARGE, halve_first_expansion=True)
-    assert seg.blocks[12].exp == 336  # TF DeepLab RF2 (fact sheet §9.1)
+    assert seg.blocks[12].exp == 336  # TF DeepLab RF2 (paper §6.4; tensorflow/models research/deeplab)
     small = reduce_tail(SMALL)
     assert [(b.exp, b.out) for b in small.blocks[8:]] == [(288, 48), (288, 48), (288, 48)] and small.head.conv_out == 288
 

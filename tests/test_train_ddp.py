@@ -35,7 +35,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     except FileNotFoundError as e:
         pytest.skip(f"Fashion-MNIST not installed: {e}")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "mnv3.cli.main", "train", "--output", str(tmp_path / "ddp"), "--name", "run", *ARGS]
+           "-m", "mnv3.cli.main", "train", "--out-dir", str(tmp_path / "ddp"), "--name", "run", *ARGS]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -43,7 +43,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
     threads = torch.get_num_threads()
     try:
-        assert main(["train", "--output", str(tmp_path / "one"), "--name", "run", *ARGS, "--set", "grad_accum_steps=2"]) == 0
+        assert main(["train", "--out-dir", str(tmp_path / "one"), "--name", "run", *ARGS, "--set", "grad_accum_steps=2"]) == 0
     finally:
         torch.set_num_threads(threads)
 

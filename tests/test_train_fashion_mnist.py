@@ -13,7 +13,7 @@ from mnv3.cli.main import main
 from mnv3.data import fashion_mnist as fm
 from mnv3.deploy import available
 from mnv3.train.metrics import read_metrics
-from mnv3.weights.io import model_from_file
+from mnv3.weights import model_from_file
 
 # 100 steps of 32 images at 32 px (about 15 s on one core); chance is 10 %.
 SHORT = ["--max-steps", "100", "--epochs", "1", "--batch-size", "32", "--resolution", "32", "--no-progress",
@@ -30,7 +30,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     threads = torch.get_num_threads()
     try:
-        assert main(["train", "--output", str(out), "--name", "short", *SHORT]) == 0
+        assert main(["train", "--out-dir", str(out), "--name", "short", *SHORT]) == 0
     finally:
         torch.set_num_threads(threads)
     return out / "short"
@@ -58,9 +58,9 @@ def test_eval_command_reproduces_the_final_metrics(run: Path, tmp_path: Path, ca
     final = json.loads((run / "final_metrics.json").read_text())
     threads = torch.get_num_threads()
     try:
-        assert main(["eval", str(run / "model.safetensors"), "--subset", "3000", "--threads", "1", "--output", str(tmp_path)]) == 0
+        assert main(["eval", str(run / "model.safetensors"), "--subset", "3000", "--threads", "1", "--out-dir", str(tmp_path)]) == 0
         # and the checkpoint path gives exactly the weights file's numbers
-        assert main(["eval", str(run / "last.pt"), "--subset", "3000", "--threads", "1", "--output", str(tmp_path / "ckpt")]) == 0
+        assert main(["eval", str(run / "last.pt"), "--subset", "3000", "--threads", "1", "--out-dir", str(tmp_path / "ckpt")]) == 0
     finally:
         torch.set_num_threads(threads)
     out = capsys.readouterr().out
@@ -77,7 +77,7 @@ def test_eval_command_reproduces_the_final_metrics(run: Path, tmp_path: Path, ca
 def test_weights_flag_starts_from_saved_weights(run: Path, tmp_path: Path):
     threads = torch.get_num_threads()
     try:
-        args = ["train", "--output", str(tmp_path), "--name", "ft", "--weights", str(run / "model.safetensors"), *SHORT,
+        args = ["train", "--out-dir", str(tmp_path), "--name", "ft", "--weights", str(run / "model.safetensors"), *SHORT,
                 "--max-steps", "2", "--set", "val_subset=200"]
         assert main(args) == 0
     finally:
@@ -96,7 +96,7 @@ def test_qat_run_writes_float_weights_and_its_int8_program(run: Path, tmp_path: 
 
     threads = torch.get_num_threads()
     try:
-        args = ["train", "--output", str(tmp_path), "--name", "qat", "--weights", str(run / "model.safetensors"), *SHORT,
+        args = ["train", "--out-dir", str(tmp_path), "--name", "qat", "--weights", str(run / "model.safetensors"), *SHORT,
                 "--qat", "--max-steps", "20", "--set", "lr=0.02", "--set", "val_subset=300", "--set", "channels_last=false"]
         assert main(args) == 0
     finally:

@@ -84,7 +84,7 @@ TINY = ["--epochs", "1", "--batch-size", "32", "--resolution", "32", "--no-progr
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path):
     _need_fashion_mnist()
-    cmd = [sys.executable, "-m", "mnv3.cli.main", "train", "--output", str(tmp_path), "--name", "t", *TINY]
+    cmd = [sys.executable, "-m", "mnv3.cli.main", "train", "--out-dir", str(tmp_path), "--name", "t", *TINY]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     metrics = tmp_path / "t" / "metrics.jsonl"
     deadline = time.monotonic() + 240
@@ -103,7 +103,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path):
 def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path: Path, capsys):
     _need_fashion_mnist()
     # plain SGD at lr 1e30 overflows the weights within a few steps; a checkpoint is written every step
-    code = main(["train", "--output", str(tmp_path), "--name", "nan", *TINY, "--lr", "1e30", "--set", "optimizer=sgd",
+    code = main(["train", "--out-dir", str(tmp_path), "--name", "nan", *TINY, "--lr", "1e30", "--set", "optimizer=sgd",
                  "--set", "momentum=0", "--set", "checkpoint_interval=1", "--set", "warmup_epochs=0"])
     err = capsys.readouterr().err
     assert code == 1
@@ -134,7 +134,7 @@ def _image_folder(root: Path) -> None:
 
 def test_folder_training_skips_and_counts_bad_files_or_fails_with_strict(tmp_path: Path, capsys):
     _image_folder(tmp_path / "data")
-    args = ["train", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "runs"), "--max-steps", "2", "--epochs", "1",
+    args = ["train", "--data", str(tmp_path / "data"), "--out-dir", str(tmp_path / "runs"), "--max-steps", "2", "--epochs", "1",
             "--batch-size", "4", "--resolution", "32", "--no-progress", "--set", "threads=1", "--set", "tensorboard=false"]
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")

@@ -45,7 +45,7 @@ def test_sigint_then_resume_repeats_the_uninterrupted_run_exactly(tmp_path: Path
     except FileNotFoundError as e:
         pytest.skip(f"Fashion-MNIST not installed: {e}")
     # B: a separate `mnv3 train` process, interrupted with SIGINT once it has taken a few steps
-    cmd = [sys.executable, "-m", "mnv3.cli.main", "train", "--output", str(tmp_path), "--name", "b", *ARGS]
+    cmd = [sys.executable, "-m", "mnv3.cli.main", "train", "--out-dir", str(tmp_path), "--name", "b", *ARGS]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     metrics = tmp_path / "b" / "metrics.jsonl"
     deadline = time.monotonic() + 240
@@ -62,7 +62,7 @@ def test_sigint_then_resume_repeats_the_uninterrupted_run_exactly(tmp_path: Path
     assert max(_train_losses(tmp_path / "b")) == stopped  # the checkpoint holds the last step taken
 
     # A: the same run, uninterrupted
-    assert main(["train", "--output", str(tmp_path), "--name", "a", *ARGS]) == 0
+    assert main(["train", "--out-dir", str(tmp_path), "--name", "a", *ARGS]) == 0
     # B continues from its checkpoint
     assert main(["train", "--resume", str(tmp_path / "b")]) == 0
 

@@ -15,10 +15,11 @@ os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported anywhere in th
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from torchvision.transforms import v2 as T  # noqa: E402
 
 import mnv3  # noqa: E402
+from mnv3.data.transforms import eval_transform  # noqa: E402
 from mnv3.weights import convert_checkpoint  # noqa: E402
-from mnv3.weights.preprocess import build_transform  # noqa: E402
 
 keras = pytest.importorskip("keras")
 
@@ -81,7 +82,7 @@ def _pixels(size: int) -> np.ndarray:
 
 def _compare(ref: np.ndarray, pixels: np.ndarray, mnv3_model, meta) -> None:
     # the mnv3 side: the same pixels as [0, 1] images through the weights' own preprocessing
-    norm = build_transform(meta.preprocessing).transforms[-1]
+    norm = next(t for t in eval_transform(meta.preprocessing).transforms if isinstance(t, T.Normalize))
     x = norm(torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0)
     with torch.no_grad():
         ours = mnv3_model(x).numpy()

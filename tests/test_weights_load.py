@@ -30,10 +30,19 @@ def test_create_model_with_a_foreign_checkpoint(tv_small) -> None:
     assert model.weights_meta.source.endswith("small.pth")
 
 
-def test_foreign_checkpoint_needs_its_preset(tv_small) -> None:
-    _, path = tv_small
+def test_foreign_checkpoint_decides_its_preset(tv_small) -> None:
+    """No preset given: the torchvision checkpoint builds under torchvision's; a contradicting one is refused."""
+    src, path = tv_small
+    model = mnv3.create_model("mobilenetv3_small_100", weights=path).eval()
+    assert model.spec.conventions == mnv3.spec.get_preset("torchvision")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert (model(x) - src(x)).abs().max() <= 1e-4
+    with pytest.raises(ValueError, match=r"only under preset 'torchvision', not 'paper'"):
+        mnv3.create_model("mobilenetv3_small_100", preset="paper", weights=path)
+    model_in = mnv3.create_model("mobilenetv3_small_100")  # paper preset, built first
     with pytest.raises(ValueError, match=r"preset='torchvision'.*padding tf_same, BN eps 0.001"):
-        mnv3.create_model("mobilenetv3_small_100", weights=path)
+        load_weights_into(model_in, path)
 
 
 def test_other_class_count_keeps_the_backbone(tv_small) -> None:
@@ -53,10 +62,14 @@ def test_mnv3_file_round_trip_and_spec_check(tmp_path, tv_small) -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(again.state_dict()[k], v), k
     assert again.weights_meta.categories == meta.categories
-    with pytest.raises(ValueError, match=r"model_from_file"):
+    again = mnv3.create_model("mobilenetv3_small_100", weights=out)  # the file carries its preset
+    assert again.spec.conventions == model.spec.conventions
+    with pytest.raises(ValueError, match=r"under the torchvision conventions, not preset 'paper'"):
         mnv3.create_model("mobilenetv3_small_100", preset="paper", weights=out)
-    with pytest.raises(ValueError, match="model_from_file"):
+    with pytest.raises(ValueError, match="holds mobilenetv3_small_100, not mobilenetv3_large_100"):
         mnv3.create_model("mobilenetv3_large_100", preset="torchvision", weights=out)
+    with pytest.raises(ValueError, match=r"create_model\('mobilenetv3_small_100', preset='torchvision'"):
+        load_weights_into(mnv3.create_model("mobilenetv3_small_100"), out)
 
 
 def test_grayscale_metadata_round_trips(tmp_path) -> None:

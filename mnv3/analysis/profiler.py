@@ -1,4 +1,4 @@
-"""Parameters and multiply-adds as the paper counts them: conv and linear MACs only (fact sheet §3.2, §10).
+"""Parameters and multiply-adds as the paper counts them: conv and linear MACs only (paper Table 9; docs/architecture.md).
 
 Counting uses ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per MAC); BN, activations,
 pooling and bias adds are not counted, exactly as in Table 9.

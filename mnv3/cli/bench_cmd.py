@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
-from mnv3.cli.common import add_model_options, model_kwargs
+from mnv3.cli.common import RandomWeightsWarning, add_model_options, add_weights_option, deprecated_alias, load_network
 from mnv3.deploy.runtimes import Runtime
 
 RUNTIMES = tuple(r.value for r in Runtime)
@@ -24,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "model through the same runtimes in the same run and prints the ratios (below 1 = mnv3 faster)."
         ),
     )
-    p.add_argument("model", help="registered name (see `mnv3 models`) or a spec file (.json / .yaml)")
-    p.add_argument("--weights", default=None, help="weights file (random init without; latency does not depend on it)")
+    p.add_argument("model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights")
+    add_weights_option(p, note="; random init without (latency does not depend on the values)")
     p.add_argument(
         "--runtime", nargs="+", default=["all"], choices=[*RUNTIMES, "all"], help="runtimes to time (default: all installed)"
     )
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--threads", nargs="+", type=int, default=[1], help="thread counts to pin (default 1, as the paper's single-core numbers)"
     )
     p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
-    p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes; >1 measures throughput (default 1)")
+    p.add_argument("--batch-size", nargs="+", type=int, default=[1], help="batch sizes to time; >1 measures throughput (default 1)")
+    p.add_argument("--batch", dest="batch_size", nargs="+", type=int, action=deprecated_alias("--batch", "--batch-size"), help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per case before timing (default 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls per case and repeat (default 50)")
     p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; ratios are formed within each (default 1)")
@@ -46,7 +48,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST IDX files are")
     p.add_argument("--per-layer", action="store_true", help="per-layer latency breakdown of the mnv3 model in ONNX Runtime")
     p.add_argument("--plot", default=None, help="write the per-layer breakdown as a PNG here (implies --per-layer)")
-    p.add_argument("--json", default=None, help="append the JSON-lines records (latency and per-layer) to this file")
+    p.add_argument(
+        "--json", nargs="?", const=True, default=False, metavar="FILE",
+        help="print the records (latency and per-layer) as JSON lines instead of tables (--json FILE: deprecated, use --records)",
+    )
+    p.add_argument("--records", default=None, metavar="FILE", help="also append the JSON-lines records to FILE")
     p.add_argument("--workdir", default=None, help="keep the exported files here (default: a temporary folder)")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -75,24 +81,29 @@ def _runtimes(requested: list[str]) -> list[str]:
 
 
 def _check_args(args: argparse.Namespace) -> None:
+    if isinstance(args.json, str):  # the old meaning: a file to append to
+        print("mnv3: warning: --json FILE is deprecated; use --records FILE (--json alone prints the records)", file=sys.stderr)
+        args.records, args.json = args.records or args.json, False
     if args.runs < 1 or args.warmup < 0 or args.repeats < 1 or args.chunk < 1:
         raise ValueError("--runs, --repeats and --chunk must be >= 1 and --warmup >= 0")
-    if any(t < 1 for t in args.threads) or any(b < 1 for b in args.batch):
-        raise ValueError(f"--threads and --batch must be >= 1, got {args.threads} and {args.batch}")
+    if any(t < 1 for t in args.threads) or any(b < 1 for b in args.batch_size):
+        raise ValueError(f"--threads and --batch-size must be >= 1, got {args.threads} and {args.batch_size}")
+    if args.calibration is not None and "int8" not in args.precision:
+        raise ValueError("--calibration is only used with --precision int8")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from mnv3.deploy.bench import Contender, build_cases, format_ratios, format_table, measure, ratios, summarize
-    from mnv3.deploy.loading import RandomWeightsWarning, load_model, preprocessing_for
+    from mnv3.deploy.loading import preprocessing_for
     from mnv3.deploy.records import Machine, load_average, write_jsonl
 
     _check_args(args)
     runtimes = _runtimes(args.runtime)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # latency does not depend on the weights
-        model, meta = load_model(args.model, args.weights, **model_kwargs(args))
+        model, meta = load_network(args, args.model)
     spec = model.spec
     contenders = [Contender("mnv3", spec.name, model, True)]
     if args.compare:
@@ -109,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         )
     machine = Machine.detect()
     load = load_average()
-    print(f"machine: {machine.line()}; load average {load[0] if load else float('nan'):.2f}")
+    text = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the records
+    print(f"machine: {machine.line()}; load average {load[0] if load else float('nan'):.2f}", file=text)
     with tempfile.TemporaryDirectory(prefix="mnv3-bench-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             runtimes=runtimes,
             precisions=args.precision,
             threads=args.threads,
-            batches=args.batch,
+            batches=args.batch_size,
             resolution=args.resolution,
             workdir=workdir,
             calibration=calib,
@@ -136,21 +148,24 @@ def run(args: argparse.Namespace) -> int:
             chunk=args.chunk,
             progress=lambda s: print(s, file=sys.stderr),
         )
-        print(format_table(summarize(records)))
+        print(format_table(summarize(records)), file=text)
         if args.compare:
-            print(f"\nratios (mnv3 / {args.compare}; < 1 means mnv3 is faster), formed within each repeat:")
-            print(format_ratios(ratios(records, args.compare), args.compare))
+            print(f"\nratios (mnv3 / {args.compare}; < 1 means mnv3 is faster), formed within each repeat:", file=text)
+            print(format_ratios(ratios(records, args.compare), args.compare), file=text)
         out: list = list(records)
         if args.per_layer or args.plot:
-            out += _per_layer(args, model, workdir, artifacts, records, machine)
+            out += _per_layer(args, model, workdir, artifacts, records, machine, text)
         if args.json:
-            write_jsonl(args.json, out, append=True)
-            print(f"appended {len(out)} records to {args.json}")
+            for r in out:
+                print(json.dumps(r.to_dict()))
+        if args.records:
+            write_jsonl(args.records, out, append=True)
+            print(f"appended {len(out)} records to {args.records}", file=text)
     torch.set_num_threads(max(args.threads))
     return 0
 
 
-def _per_layer(args, model, workdir: Path, artifacts: dict, records, machine) -> list:
+def _per_layer(args, model, workdir: Path, artifacts: dict, records, machine, text) -> list:
     import torch
 
     from mnv3.deploy.export import build_artifact
@@ -176,11 +191,11 @@ def _per_layer(args, model, workdir: Path, artifacts: dict, records, machine) ->
         ),
         None,
     )
-    print(f"\nper-layer breakdown, ONNX Runtime fp32, {threads} thread(s), {args.resolution}x{args.resolution}:")
-    print(format_layers(rows, whole))
+    print(f"\nper-layer breakdown, ONNX Runtime fp32, {threads} thread(s), {args.resolution}x{args.resolution}:", file=text)
+    print(format_layers(rows, whole), file=text)
     if args.plot:
         plot_layers(rows, args.plot, f"{spec.name} in ONNX Runtime {runtime_version('onnxruntime')}, fp32, {threads} thread(s)")
-        print(f"wrote {args.plot}")
+        print(f"wrote {args.plot}", file=text)
     version = runtime_version("onnxruntime")
     return [
         LayerRecord(

@@ -1,26 +1,33 @@
-"""``mnv3 eval``: top-1 / top-5, per-class accuracy and a confusion-matrix PNG for saved weights."""
+"""``mnv3 eval``: top-1 / top-5, per-class accuracy and a confusion-matrix PNG for any weights source."""
 
 from __future__ import annotations
 
 import argparse
+
+from mnv3.cli.common import WEIGHTS_HELP, deprecated_alias
+from mnv3.data.fashion_mnist import NAME as FASHION_MNIST
+from mnv3.spec.conventions import Preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``mnv3 eval``."""
     p = sub.add_parser(
         "eval",
-        help="evaluate weights or a checkpoint (top-1/top-5, per-class accuracy, confusion matrix)",
-        description="SOURCE is an mnv3 .safetensors file, a training checkpoint (.pt) or a run folder.",
+        help="evaluate weights (top-1/top-5, per-class accuracy, confusion matrix)",
+        description=f"SOURCE is {WEIGHTS_HELP}.",
     )
-    p.add_argument("source", help="weights file, checkpoint or run folder")
-    p.add_argument("--data", default="fashion-mnist", help="'fashion-mnist' or an ImageFolder root")
+    p.add_argument("source", metavar="SOURCE", help="the weights to evaluate (same sources as --weights elsewhere)")
+    p.add_argument("--model", default=None, help="registered model name (only where the weights cannot tell)")
+    p.add_argument("--preset", choices=[x.value for x in Preset], default=None, help="conventions (default: the weights')")
+    p.add_argument("--data", default=FASHION_MNIST, help=f"'{FASHION_MNIST}' or an ImageFolder root (default {FASHION_MNIST})")
     p.add_argument("--split", default="test", help="split folder under the root / Fashion-MNIST split (default test)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--subset", type=int, help="evaluate only the first N images")
+    p.add_argument("--subset", type=int, help="evaluate N images spread over the whole set (every class)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--output", help="where eval-<split>.json and confusion-<split>.png go (default: next to SOURCE)")
+    p.add_argument("--out-dir", help="folder for eval-<split>.json and confusion-<split>.png (default: next to SOURCE)")
+    p.add_argument("--output", dest="out_dir", action=deprecated_alias("--output", "--out-dir"), help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -34,7 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    result, out = run_eval(args.source, args.data, args.split, args.data_dir, args.batch_size, args.device, args.output, args.subset)
+    if args.batch_size < 1 or (args.subset is not None and args.subset < 1):
+        raise ValueError(f"--batch-size and --subset must be >= 1, got {args.batch_size} and {args.subset}")
+    result, out = run_eval(
+        args.source, args.data, args.split, args.data_dir, args.batch_size, args.device, args.out_dir, args.subset,
+        model=args.model, preset=args.preset,
+    )
     print(f"top-1 {100 * result.top1:.2f} %   top-5 {100 * result.top5:.2f} %   loss {result.loss:.4f}   ({result.count} images)")
     names = result.classes or [str(i) for i in range(len(result.per_class))]
     w = max(len(n) for n in names)

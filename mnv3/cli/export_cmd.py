@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 
-from mnv3.cli.common import add_model_options, model_kwargs
+from mnv3.cli.common import RandomWeightsWarning, add_model_options, add_weights_option, load_network
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,12 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "is written only when every step passed."
         ),
     )
-    p.add_argument("model", help="registered name (see `mnv3 models`) or a spec file (.json / .yaml)")
-    p.add_argument(
-        "--weights",
-        default=None,
-        help="weights file (mnv3 .safetensors, or a torchvision / timm / Keras checkpoint); random init without",
-    )
+    p.add_argument("model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights")
+    add_weights_option(p, note="; random init without")
     p.add_argument("--format", required=True, choices=["onnx", "executorch", "litert"], help="output format / runtime")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx / .pte / .tflite)")
     p.add_argument("--resolution", type=int, default=None, help="input size (default: the weights' crop, else 224)")
@@ -35,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--eval-data", default=None, help="labelled set for accuracy before/after: ImageFolder-layout folder or 'fashion-mnist'"
     )
-    p.add_argument("--eval-images", type=int, default=None, help="limit the labelled set to this many images")
+    p.add_argument("--eval-images", type=int, default=None, help="evaluate this many images, spread over the whole set (every class)")
     p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST IDX files are (default: Debian's / the cache)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="fp32: largest allowed max-abs logit difference (default 1e-4)")
     p.add_argument("--min-agreement", type=float, default=None, help="int8: fail below this top-1 agreement with fp32 (0-1)")
@@ -47,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mnv3.deploy.calibration import calibration_images, labelled_set
     from mnv3.deploy.export import export_model
-    from mnv3.deploy.loading import RandomWeightsWarning, load_model, preprocessing_for
+    from mnv3.deploy.loading import preprocessing_for
     from mnv3.deploy.runtimes import require
 
     require(args.format)
@@ -59,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-agreement is a fraction in [0, 1], got {args.min_agreement}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RandomWeightsWarning)
-        model, meta = load_model(args.model, args.weights, **model_kwargs(args))
+        model, meta = load_network(args, args.model)
     for w in caught:
         print(f"mnv3 export: warning: {w.message}", file=sys.stderr)
     spec = model.spec

@@ -26,7 +26,7 @@ COMMANDS: tuple[str, ...] = (
 def build_parser() -> argparse.ArgumentParser:
     from mnv3 import __version__
 
-    parser = argparse.ArgumentParser(prog="mnv3", description="Build, train, search and ship MobileNetV3 models.")
+    parser = argparse.ArgumentParser(prog="mnv3", description="Build, convert, train, evaluate, export and benchmark MobileNetV3 models (see docs/cli.md).")
     parser.add_argument("--version", action="version", version=f"mnv3 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:

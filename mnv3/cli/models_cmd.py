@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mnv3.cli.common import add_model_options, model_kwargs
+from mnv3.cli.common import add_model_options, build_kwargs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,6 +23,11 @@ def run(args: argparse.Namespace) -> int:
         for name in list_models():
             print(f"{name:<40} {get_variant(name).description}")
         return 0
-    spec = build_spec(args.model, **model_kwargs(args))
+    kw = build_kwargs(args)
+    if args.preset is not None:
+        kw["preset"] = args.preset
+    if args.num_classes is not None:
+        kw["num_classes"] = args.num_classes
+    spec = build_spec(args.model, **kw)
     print(spec_to_yaml(spec) if args.yaml else spec_to_json(spec))
     return 0

@@ -1,8 +1,9 @@
 """``mnv3 predict``: top-k labels and probabilities for images, preprocessed as the weights expect.
 
-The weights are a named entry, an mnv3 safetensors file (which carries its spec, so ``--model``
-may be omitted) or a torchvision / timm / Keras checkpoint (with ``--model``). A file that is not
-an image gets an error line; the others are still predicted, and the exit code is 2 at the end.
+The weights are any source the resolver reads (named entry, mnv3 file, torchvision / timm / Keras
+checkpoint, run folder); ``--model`` is needed only where the weights cannot tell. A file that is
+not a readable image gets an error line; the others are still predicted, and the exit code is 2
+at the end.
 """
 
 from __future__ import annotations
@@ -10,70 +11,33 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from mnv3.spec.conventions import Preset
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from mnv3.weights.io import WeightsMeta
+from mnv3.cli.common import add_model_options, add_weights_option, load_network
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify images with named or converted weights")
+    p = sub.add_parser("predict", help="classify images with named, converted or trained weights")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything PIL opens)")
-    p.add_argument("--weights", required=True, help="named weights (see mnv3.weights.list_weights()), an mnv3 .safetensors, or a checkpoint")
-    p.add_argument("--model", default=None, help="registered model name (optional for mnv3 files and named weights)")
-    p.add_argument("--preset", choices=[x.value for x in Preset], default=None, help="conventions for a foreign checkpoint (default: its library's)")
+    add_weights_option(p, required=True)
+    p.add_argument("--model", default=None, help="registered model name (only where the weights cannot tell, e.g. timm's ambiguous ports)")
     p.add_argument("--topk", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    add_model_options(p)
     p.set_defaults(func=run)
-
-
-def load_for_predict(weights: str, model_name: str | None, preset: str | None) -> tuple[nn.Module, WeightsMeta]:
-    """(model in eval mode, WeightsMeta) for any kind of weights ``predict`` accepts."""
-    from mnv3.weights.checkpoint import FileFormat, detect_format
-    from mnv3.weights.io import model_from_file
-    from mnv3.weights.load import convert_checkpoint, create_pretrained, load_weights_into
-    from mnv3.weights.named import WEIGHTS
-
-    if weights in WEIGHTS:
-        entry = WEIGHTS[weights]
-        if model_name is not None and model_name != entry.model:
-            from mnv3.models.registry import create_model
-
-            model = create_model(model_name, preset=entry.preset)
-            meta = load_weights_into(model, entry)  # explains the mismatch
-            return model.eval(), meta
-        model = create_pretrained(weights)
-        return model, model.weights_meta
-    path = Path(weights)
-    if not path.exists():
-        raise FileNotFoundError(f"--weights {weights!r} is neither a file nor a named weights entry (see mnv3.weights.list_weights())")
-    fmt = detect_format(path)
-    if fmt is FileFormat.MNV3:
-        model, meta = model_from_file(path)
-        if model_name is not None and model_name != model.spec.name:
-            raise ValueError(f"{path} holds {model.spec.name}, not --model {model_name}; omit --model (the file carries its spec)")
-        return model.eval(), meta
-    if model_name is None:
-        raise ValueError(f"{path} is a {fmt.value} checkpoint without an mnv3 spec; pass --model NAME (or convert it first with `mnv3 convert`)")
-    return convert_checkpoint(path, fmt.value, model_name, preset=preset)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from PIL import Image
 
-    from mnv3.weights.preprocess import build_transform
+    from mnv3.data.images import open_image
+    from mnv3.data.transforms import eval_transform
 
     if args.topk < 1:
         raise ValueError(f"--topk must be >= 1, got {args.topk}")
-    model, meta = load_for_predict(args.weights, args.model, args.preset)
+    model, meta = load_network(args, args.model)
+    assert meta is not None  # --weights is required
     prep = meta.preprocessing
-    transform = build_transform(prep)
+    transform = eval_transform(prep)
     k = min(args.topk, model.spec.num_classes)
     named = len(meta.categories) == model.spec.num_classes
 
@@ -83,10 +47,9 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for name in args.images:
         try:
-            with Image.open(name) as img:
-                img = img.convert("L" if prep.grayscale else "RGB")
-        except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
-            print(f"mnv3 predict: error: {name}: not a readable image ({e})", file=sys.stderr)
+            img = open_image(name, "L" if prep.grayscale else "RGB")
+        except (ValueError, FileNotFoundError) as e:  # open_image names the file and the reason
+            print(f"mnv3 predict: error: {e}", file=sys.stderr)
             failed += 1
             continue
         with torch.no_grad():

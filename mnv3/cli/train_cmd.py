@@ -6,6 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from mnv3.cli.common import deprecated_alias
+from mnv3.spec.conventions import Preset
+
 # flag -> config field; every flag defaults to None so only the flags given override the recipe
 FLAG_FIELDS = {
     "model": "model",
@@ -45,13 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="global batch over all processes")
     p.add_argument("--lr", type=float, help="learning rate at the recipe's lr_base_batch (scaled linearly to --batch-size)")
     p.add_argument("--resolution", type=int)
-    p.add_argument("--output", help="parent folder of runs (default runs/)")
+    p.add_argument("--out-dir", dest="output", help="parent folder of runs (default runs/)")
+    p.add_argument("--output", dest="output", action=deprecated_alias("--output", "--out-dir"), help=argparse.SUPPRESS)
     p.add_argument("--name", help="run folder name (default: model-data-timestamp)")
     p.add_argument("--resume", help="run folder or checkpoint to continue exactly where it stopped")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--preset", help="model conventions (paper, torchvision, timm, keras)")
+    p.add_argument("--preset", choices=[x.value for x in Preset], help="model conventions (default: the --weights' preset, else paper)")
     p.add_argument("--weights", help="start from these weights (named entry or file); the classifier is resized")
     p.add_argument("--workers", type=int, help="data-loader worker processes")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
@@ -98,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
-    result = train(cfg, resume=args.resume)
+    hooks = None
+    if cfg.qat:
+        from mnv3.deploy.quantize import qat_hooks
+
+        hooks = qat_hooks()
+    result = train(cfg, resume=args.resume, hooks=hooks)
     if result.status == "nonfinite":
         print(f"mnv3 train: error: {result.message}", file=sys.stderr)
         return result.exit_code

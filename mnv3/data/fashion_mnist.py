@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+NAME = "fashion-mnist"  # how recipes, commands and run folders name this dataset
 CLASSES: tuple[str, ...] = (
     "T-shirt/top",
     "Trouser",

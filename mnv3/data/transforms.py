@@ -2,7 +2,7 @@
 
 Training follows Inception-style preprocessing (random resized crop, flip; paper §6.1.1) with
 optional AutoAugment / RandAugment / TrivialAugment and random erasing; evaluation is resize then
-centre crop, read from the same :class:`~mnv3.weights.io.Preprocessing` that is saved with the weights.
+centre crop, read from the same :class:`~mnv3.utils.preprocessing.Preprocessing` that is saved with the weights.
 """
 
 from __future__ import annotations
@@ -68,19 +68,36 @@ def train_transform(
     return v2.Compose(t)
 
 
+def input_channels(pp: Preprocessing) -> int:
+    """1 for grayscale preprocessing (``grayscale`` set, or a single mean value), else 3."""
+    return 1 if pp.grayscale or len(pp.mean) == 1 else 3
+
+
 def eval_transform(pp: Preprocessing) -> v2.Compose:
-    """Resize (shorter side), centre crop, scale to [0, 1], normalise: what ``pp`` says the weights expect."""
+    """The one input pipeline for trained weights: (grayscale), resize the shorter side, centre crop, [0, 1], normalise.
+
+    ``mnv3 predict``, ``mnv3 eval``, export calibration and training's validation all read images
+    through this, so the same image gives the same pixels everywhere. Takes a PIL image or a uint8
+    image tensor; Keras' in-model ``Rescaling(1/127.5, -1)`` is mean = std = 0.5 here.
+    """
     interp = interpolation_mode(pp.interpolation)
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(pp.resize, interpolation=interp, antialias=True),
-            v2.CenterCrop(pp.crop),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(list(pp.mean), list(pp.std)),
-            v2.ToPureTensor(),
-        ]
-    )
+    channels = input_channels(pp)
+    if len(pp.mean) != channels or len(pp.std) != channels:
+        raise ValueError(
+            f"preprocessing has {len(pp.mean)} mean / {len(pp.std)} std values for {channels}-channel input "
+            f"(grayscale={pp.grayscale}); give one value per channel"
+        )
+    steps: list[Callable] = [v2.ToImage()]
+    if channels == 1:
+        steps.append(v2.Grayscale(1))
+    steps += [
+        v2.Resize(pp.resize, interpolation=interp, antialias=True),
+        v2.CenterCrop(pp.crop),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(list(pp.mean), list(pp.std)),
+        v2.ToPureTensor(),
+    ]
+    return v2.Compose(steps)
 
 
 def batch_mix(mixup: float, cutmix: float, num_classes: int) -> v2.Transform | None:

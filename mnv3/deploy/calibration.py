@@ -1,6 +1,6 @@
 """Input data for export: calibration images (a folder or Fashion-MNIST) and labelled evaluation sets.
 
-Images go through the weights' own preprocessing (:class:`~mnv3.weights.io.Preprocessing`), so
+Images go through the weights' own preprocessing (:func:`mnv3.data.transforms.eval_transform`), so
 int8 ranges are calibrated on what the network sees in use. ``fashion-mnist`` names the dataset
 ``mnv3 train`` uses (its train split calibrates, its test split evaluates).
 """
@@ -12,10 +12,13 @@ from pathlib import Path
 
 import torch
 
+from mnv3.data import fashion_mnist as fm
+from mnv3.data.eval_sets import eval_set
 from mnv3.data.images import IMAGE_EXTENSIONS
+from mnv3.data.transforms import eval_transform, input_channels
 from mnv3.utils.preprocessing import Preprocessing
 
-FASHION_MNIST = "fashion-mnist"
+FASHION_MNIST = fm.NAME
 
 
 @dataclass
@@ -27,25 +30,9 @@ class LabelledSet:
     name: str
 
 
-def _transform(pp: Preprocessing):
-    from mnv3.data.transforms import eval_transform
-
-    return eval_transform(pp)
-
-
-def _fashion(split: str, pp: Preprocessing, in_chans: int, limit: int | None, data_dir: str | None) -> LabelledSet:
-    from mnv3.data import fashion_mnist as fm
-    from mnv3.data.datasets import TensorImageDataset
-
-    images, labels = fm.load_split(split, data_dir)
-    if limit is not None:
-        # a class-balanced prefix: stride through the set rather than taking its first items
-        idx = torch.linspace(0, len(images) - 1, min(limit, len(images))).round().long()
-        images, labels = images[idx], labels[idx]
-    ds = TensorImageDataset(images, labels, fm.CLASSES, channels=in_chans)
-    t = _transform(pp)
-    xs = torch.stack([t(ds[i][0]) for i in range(len(ds))])
-    return LabelledSet(xs, labels.clone(), f"Fashion-MNIST {split} ({len(ds)} images)")
+def _check_channels(pp: Preprocessing, in_chans: int) -> None:
+    if input_channels(pp) != in_chans:
+        raise ValueError(f"preprocessing for {input_channels(pp)}-channel input given for a {in_chans}-channel model")
 
 
 def _image_files(root: Path) -> list[Path]:
@@ -60,8 +47,9 @@ def calibration_images(
     """Up to ``limit`` preprocessed calibration images (N, C, H, W) from a folder (searched recursively) or Fashion-MNIST."""
     if limit < 1:
         raise ValueError(f"the number of calibration images must be >= 1, got {limit}")
+    _check_channels(pp, in_chans)
     if str(source) == FASHION_MNIST:
-        return _fashion("train", pp, in_chans, limit, data_dir).images
+        return eval_set(FASHION_MNIST, pp, split="train", limit=limit, data_dir=data_dir).tensors()[0]
     root = Path(source)
     if not root.is_dir():
         raise FileNotFoundError(f"calibration folder {str(root)!r} does not exist (give a folder of images or {FASHION_MNIST!r})")
@@ -71,7 +59,7 @@ def calibration_images(
     from mnv3.data.images import open_image
 
     step = max(1, len(files) // limit)
-    t = _transform(pp)
+    t = eval_transform(pp)
     out = []
     for p in files[::step][:limit]:
         try:
@@ -90,21 +78,12 @@ def labelled_set(
     data_dir: str | None = None,
     classes: list[str] | None = None,
 ) -> LabelledSet:
-    """A labelled evaluation set: Fashion-MNIST's test split, or an ImageFolder-layout folder (root/<class>/<image>).
+    """A labelled evaluation set in memory: Fashion-MNIST's test split, or an ImageFolder-layout folder.
 
-    ``classes`` (the weights' category names) fixes which label each class folder gets.
+    Built by :func:`mnv3.data.eval_sets.eval_set` (``classes``, the weights' category names, fixes
+    which label each class folder gets; a limit spreads over every class).
     """
-    if str(source) == FASHION_MNIST:
-        return _fashion("test", pp, in_chans, limit, data_dir)
-    from mnv3.data.folder import FolderDataset, scan_folder
-
-    index = scan_folder(source, classes=classes or None, verify="header")
-    ds = FolderDataset(index, grayscale=in_chans == 1)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    t = _transform(pp)
-    xs, ys = [], []
-    for i in range(n):
-        img, y = ds[i]
-        xs.append(t(img))
-        ys.append(y)
-    return LabelledSet(torch.stack(xs), torch.tensor(ys), f"{source} ({n} images)")
+    _check_channels(pp, in_chans)
+    es = eval_set(source, pp, split="test", categories=classes, limit=limit, data_dir=data_dir)
+    images, labels = es.tensors()
+    return LabelledSet(images, labels, es.name)

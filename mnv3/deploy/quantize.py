@@ -1,7 +1,7 @@
 """int8 quantization for MobileNetV3: post-training (PT2E / ONNX Runtime QDQ) and quantization-aware training.
 
 Weights are quantized per output channel everywhere: per-tensor scales collapse depthwise + SE
-networks (anchors survey §11: 14 % vs 69 % top-1 for MobileNetV3). Activations use per-tensor
+networks (per-tensor weights lose most of MobileNetV3's accuracy; PyTorch's quantization docs recommend per-channel). Activations use per-tensor
 affine scales from a min/max pass over calibration images. Hard-swish stays one op (its
 quantized kernels exist in XNNPACK and ONNX Runtime); the ONNX flow deliberately skips
 ``quant_pre_process``, which splits HardSwish into HardSigmoid + Mul left in float between Q/DQ
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from mnv3.train.engine import Hooks
 
 
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch: int) -> Iterable[torch.Tensor]:
@@ -229,3 +231,28 @@ def convert_qat(qat: QATModel) -> nn.Module:
     converted = convert_pt2e(graph)
     share_quantization_across_pads_(converted)
     return converted
+
+
+def write_qat_program(qat: nn.Module, run_dir: Path, example: torch.Tensor, log: Callable[[str], None]) -> None:
+    """A QAT run's int8 network as an ExecuTorch-XNNPACK program (``model-int8.pte``), atomically.
+
+    This is the quantization the network was trained for (its learned ranges); exporting the float
+    ``model.safetensors`` with ``mnv3 export --int8`` would calibrate anew (post-training).
+    """
+    from mnv3.deploy.runtimes import available
+    from mnv3.utils.atomic import atomic_write_bytes
+
+    if not available("executorch"):
+        log("int8 program not written: ExecuTorch is not installed (pip install 'mnv3[executorch]')")
+        return
+    from mnv3.deploy.executorch_backend import lower_to_xnnpack
+
+    program, _ = lower_to_xnnpack(convert_qat(qat.cpu()), example, None)
+    atomic_write_bytes(Path(run_dir) / "model-int8.pte", program)
+    size = example.shape[-1]
+    log(f"int8 program (ExecuTorch-XNNPACK, {size}x{size}): {Path(run_dir) / 'model-int8.pte'}")
+
+
+def qat_hooks() -> Hooks:
+    """The training hooks of quantization-aware training: wrap with :func:`prepare_qat`, write the int8 program."""
+    return Hooks(prepare_model=prepare_qat, artifacts=write_qat_program)

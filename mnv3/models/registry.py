@@ -7,10 +7,9 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
+import warnings
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +18,8 @@ from mnv3.spec import transforms as T
 from mnv3.spec.conventions import Preset, get_preset
 from mnv3.spec.serialize import load_spec
 from mnv3.spec.tables import LARGE, SMALL
-from mnv3.spec.types import Conventions, ModelSpec
-
-
-class Family(str, Enum):
-    """Which of the paper's two tables a variant starts from."""
-
-    LARGE = "large"
-    SMALL = "small"
-
+from mnv3.spec.types import Conventions, Family, ModelSpec, Origin
+from mnv3.utils.suggest import did_you_mean
 
 TABLES: dict[Family, ModelSpec] = {Family.LARGE: LARGE, Family.SMALL: SMALL}
 
@@ -68,8 +60,8 @@ for _w, _tag in ((0.35, "035"), (0.5, "050"), (0.75, "075"), (1.0, "100"), (1.25
     register(f"mobilenetv3_small_{_tag}", Variant(Family.SMALL, _w, description=f"MobileNetV3-Small {_w}x (Table 2, 9)"))
 register("mobilenetv3_large_minimal_100", Variant(Family.LARGE, 1.0, minimal=True, description="Large minimalistic (TF-slim)"))
 register("mobilenetv3_small_minimal_100", Variant(Family.SMALL, 1.0, minimal=True, description="Small minimalistic (TF-slim)"))
-register("mobilenetv3_large_075_minimal", Variant(Family.LARGE, 0.75, minimal=True, description="Large 0.75 minimalistic"))
-register("mobilenetv3_small_075_minimal", Variant(Family.SMALL, 0.75, minimal=True, description="Small 0.75 minimalistic"))
+register("mobilenetv3_large_minimal_075", Variant(Family.LARGE, 0.75, minimal=True, description="Large 0.75 minimalistic"))
+register("mobilenetv3_small_minimal_075", Variant(Family.SMALL, 0.75, minimal=True, description="Small 0.75 minimalistic"))
 # Dense-task backbones (paper §6.3-6.4): reduced tail (†) for SSDLite, RF2 + output stride 16 for LR-ASPP.
 register("mobilenetv3_large_100_detection", Variant(Family.LARGE, reduced_tail=True, description="Large, reduced tail (§6.3 †)"))
 register("mobilenetv3_small_100_detection", Variant(Family.SMALL, reduced_tail=True, description="Small, reduced tail (§6.3 †)"))
@@ -83,22 +75,54 @@ register(
 )
 
 
+# Old spellings that users' scripts may hold -> the registered name (family, then minimal, then width).
+DEPRECATED_NAMES: dict[str, str] = {
+    "mobilenetv3_large_075_minimal": "mobilenetv3_large_minimal_075",
+    "mobilenetv3_small_075_minimal": "mobilenetv3_small_minimal_075",
+}
+
+
 def list_models() -> list[str]:
     """All registered model names, sorted."""
     return sorted(_REGISTRY)
 
 
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered model name (or a deprecated spelling of one)."""
+    return name in _REGISTRY or name in DEPRECATED_NAMES
+
+
+def canonical_name(name: str) -> str:
+    """The registered spelling of ``name`` (a deprecated one warns); unknown names raise with close matches."""
+    if name in DEPRECATED_NAMES:
+        new = DEPRECATED_NAMES[name]
+        warnings.warn(f"model name {name!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=3)
+        return new
+    if name not in _REGISTRY:
+        hint = did_you_mean(name, _REGISTRY, n=5, cutoff=0.5)
+        raise ValueError(f"unknown model {name!r}.{hint} See mnv3.list_models() for all {len(_REGISTRY)} names.")
+    return name
+
+
 def get_variant(name: str) -> Variant:
     """The registered recipe; an unknown name lists the closest registered names."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown model {name!r}.{hint} See mnv3.list_models() for all {len(_REGISTRY)} names.")
-    return _REGISTRY[name]
+    return _REGISTRY[canonical_name(name)]
 
 
 _VARIANT_FIELDS = {f.name for f in dataclasses.fields(Variant)} - {"family", "description"}
 _CONVENTION_FIELDS = {f.name for f in dataclasses.fields(Conventions)}
+# Variant fields that change the network's structure: overriding one changes the spec's name.
+_STRUCTURAL_FIELDS = tuple(f.name for f in dataclasses.fields(Variant) if f.name not in {"family", "description", "dropout", "paper_head_hidden"})
+
+
+def spec_name(name: str, registered: Variant, variant: Variant) -> str:
+    """The registered name, plus ``+field=value`` for every structural option that differs from it.
+
+    A width-0.5 ``mobilenetv3_large_100`` is ``mobilenetv3_large_100+width=0.5``: a spec's name never
+    claims a network it is not.
+    """
+    changed = [f"+{k}={getattr(variant, k)}" for k in _STRUCTURAL_FIELDS if getattr(variant, k) != getattr(registered, k)]
+    return name + "".join(changed)
 
 
 def build_spec(
@@ -114,16 +138,27 @@ def build_spec(
     Overrides are Variant fields (``width``, ``minimal``, ``reduced_tail``, ``output_stride``,
     ``head_hidden``, ``dropout``, ...) or Conventions fields (``bn_eps``, ``padding``, ...).
     """
-    variant = get_variant(name)
+    name = canonical_name(name)
+    registered = _REGISTRY[name]
     unknown = sorted(set(overrides) - _VARIANT_FIELDS - _CONVENTION_FIELDS)
     if unknown:
-        raise ValueError(
-            f"unknown option(s) {unknown} for create_model; valid options: "
-            f"{sorted(_VARIANT_FIELDS | _CONVENTION_FIELDS | {'num_classes', 'preset', 'in_chans', 'weights'})}"
-        )
-    variant = dataclasses.replace(variant, **{k: v for k, v in overrides.items() if k in _VARIANT_FIELDS})
+        valid = sorted(_VARIANT_FIELDS | _CONVENTION_FIELDS | {"num_classes", "preset", "in_chans", "weights"})
+        hints = "".join(did_you_mean(k, valid) for k in unknown)
+        raise ValueError(f"unknown option(s) {unknown} for create_model.{hints} Valid options: {valid}")
+    variant = dataclasses.replace(registered, **{k: v for k, v in overrides.items() if k in _VARIANT_FIELDS})
     conventions = dataclasses.replace(get_preset(preset), **{k: v for k, v in overrides.items() if k in _CONVENTION_FIELDS})
-    spec = TABLES[variant.family].replace(name=name, conventions=conventions, num_classes=num_classes, in_chans=in_chans)
+    origin = Origin(
+        model=name,
+        family=variant.family,
+        width=variant.width,
+        minimal=variant.minimal,
+        reduced_tail=variant.reduced_tail,
+        halve_first_expansion=variant.halve_first_expansion,
+        output_stride=variant.output_stride,
+    )
+    spec = TABLES[variant.family].replace(
+        name=spec_name(name, registered, variant), conventions=conventions, num_classes=num_classes, in_chans=in_chans, origin=origin
+    )
     spec = spec.replace(head=dataclasses.replace(spec.head, dropout=variant.dropout))
     if variant.reduced_tail:
         spec = T.reduce_tail(spec, halve_first_expansion=variant.halve_first_expansion)
@@ -144,32 +179,28 @@ def create_model(
     num_classes: int | None = None,
     **overrides: Any,
 ) -> MobileNetV3:
-    """Build a network from a registered name, a :class:`ModelSpec`, or a spec file (Path).
+    """A randomly initialised network from a registered name (plus overrides), a :class:`ModelSpec` or a spec file.
 
-    ``weights=`` (a named weights entry, its name, or a local file) is loaded by
-    :func:`mnv3.weights.load_weights_into`; a named entry also sets the preset it needs.
+    Weights are the weights layer's job: ``mnv3.create_model(name, weights=...)`` and
+    :func:`mnv3.weights.load_model` build through this function and then load them.
     """
-    weights = overrides.pop("weights", None)
-    if weights is not None and "preset" not in overrides and not isinstance(name, (ModelSpec, os.PathLike)):
-        # a named weights entry computes its source's logits only under its own preset: use it
-        from mnv3.weights.named import WEIGHTS, WeightsEntry
+    if "weights" in overrides:
+        raise ValueError("mnv3.models.create_model builds random-init networks; load weights with mnv3.create_model(..., weights=...)")
+    return MobileNetV3(resolve_spec(name, num_classes, **overrides))
 
-        entry = weights if isinstance(weights, WeightsEntry) else WEIGHTS.get(weights) if isinstance(weights, str) else None
-        if entry is not None:
-            overrides["preset"] = entry.preset
+
+def resolve_spec(name: str | ModelSpec | os.PathLike, num_classes: int | None = None, **overrides: Any) -> ModelSpec:
+    """The spec ``create_model`` builds: a registered name with overrides, a spec object, or a spec file."""
     if isinstance(name, ModelSpec):
         if overrides:
             raise ValueError(f"options {sorted(overrides)} apply to registered names; edit the spec instead")
-        spec = name if num_classes is None else name.replace(num_classes=num_classes)
-    elif isinstance(name, os.PathLike) or (isinstance(name, str) and name not in _REGISTRY and Path(name).suffix in (".json", ".yaml", ".yml")):
+        return name if num_classes is None else name.replace(num_classes=num_classes)
+    if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_registered(name) and Path(name).suffix in SPEC_SUFFIXES):
+        if overrides:
+            raise ValueError(f"options {sorted(overrides)} apply to registered names, not to the spec file {str(name)!r}; edit the file")
         spec = load_spec(name)
-        if num_classes is not None:
-            spec = spec.replace(num_classes=num_classes)
-    else:
-        spec = build_spec(name, num_classes=1000 if num_classes is None else num_classes, **overrides)
-    model = MobileNetV3(spec)
-    if weights is not None:
-        from mnv3.weights import load_weights_into
+        return spec if num_classes is None else spec.replace(num_classes=num_classes)
+    return build_spec(name, num_classes=1000 if num_classes is None else num_classes, **overrides)
 
-        load_weights_into(model, weights)
-    return model
+
+SPEC_SUFFIXES = (".json", ".yaml", ".yml")

@@ -1,4 +1,4 @@
-"""Convention presets that mirror each peer library exactly (anchors survey §10).
+"""Convention presets that mirror each peer library exactly (docs/architecture.md, conventions table).
 
 The converters of published weights rely on these: a checkpoint loads into an mnv3 model built
 with the matching preset and produces the same logits.
@@ -23,7 +23,7 @@ class Preset(str, Enum):
 PRESETS: dict[Preset, Conventions] = {
     # TF-slim as used for the paper: BN decay 0.99 (paper §6.1.1), eps 1e-3, SAME padding,
     # expansion = ratio of the rounded input, head hidden layer unscaled for multipliers <= 1
-    # (this is what reproduces Table 9, fact sheet §3.2). timm's tf_* ports share it.
+    # (this is what reproduces Table 9; docs/architecture.md). timm's tf_* ports share it.
     Preset.PAPER: Conventions(),
     # torchvision models/mobilenetv3.py: adjust_channels(c * width_mult) on every column,
     # BN eps 1e-3 momentum 0.01, symmetric padding, lastconv = 6 * rounded input.

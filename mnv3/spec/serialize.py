@@ -7,28 +7,30 @@ A round trip is lossless: ``spec_from_dict(spec_to_dict(s)) == s``. YAML is read
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from mnv3.spec.textfiles import parse_json, parse_yaml, read_text
 from mnv3.spec.types import (
     Activation,
     AtrousStyle,
     BlockSpec,
     Conventions,
+    Family,
     HeadScaling,
     HeadSpec,
     ModelSpec,
+    Origin,
     Padding,
     StemScaling,
     StemSpec,
     WidthRounding,
     validate,
 )
-from mnv3.utils.suggest import did_you_mean
-from mnv3.utils.textfiles import parse_json, parse_yaml, read_text
 
 FORMAT_VERSION = 1
 
@@ -95,7 +97,8 @@ def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names, key=str)
     if unknown:
-        hint = did_you_mean(str(unknown[0]), names)
+        close = difflib.get_close_matches(str(unknown[0]), sorted(names), n=3, cutoff=0.6)  # spec imports nothing of mnv3
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"{where}: unknown field(s) {unknown}.{hint} Known fields: {sorted(names)}")
     required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
     missing = sorted(required - set(data))
@@ -113,6 +116,7 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     version = data.pop("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION:
         raise ValueError(f"spec format_version {version!r} is not supported (this mnv3 reads version {FORMAT_VERSION})")
+    origin = data.pop("origin", None)
     top = _fields(ModelSpec, data, "spec")
     stem = _fields(StemSpec, top["stem"], "stem")
     stem["act"] = _enum(Activation, stem["act"], "stem.act")
@@ -136,6 +140,10 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
         head=HeadSpec(**head),
         conventions=Conventions(**conv),
     )
+    if origin is not None:
+        o = _fields(Origin, origin, "origin")
+        o["family"] = _enum(Family, o["family"], "origin.family")
+        top["origin"] = Origin(**o)
     spec = ModelSpec(**top)
     validate(spec)
     return spec

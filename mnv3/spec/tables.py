@@ -55,7 +55,7 @@ LARGE = ModelSpec(
 )
 
 # Table 2 ticks SE on the 576 head conv; no reference implementation (TF-slim, torchvision,
-# Keras) or released checkpoint has it, so the head here has none (fact sheet §1, note *).
+# Keras) or released checkpoint has it, so the head here has none (docs/architecture.md).
 SMALL = ModelSpec(
     name="mobilenetv3_small",
     stem=StemSpec(out=16, act=HS),

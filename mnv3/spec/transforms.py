@@ -1,7 +1,7 @@
 """Pure functions from spec to spec: width multiplier, minimalistic, reduced tail, output stride.
 
 Each returns a new validated :class:`ModelSpec`; none mutates its input. The rules follow the
-official TF-slim implementation unless the spec's conventions say otherwise (fact sheet §3, §8.2, §9.1).
+official TF-slim implementation unless the spec's conventions say otherwise (tensorflow/models research/slim/nets/mobilenet/mobilenet_v3.py; paper §6.3-6.4).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def squeeze_width(spec: ModelSpec, exp: int) -> int:
 
 
 def scale_width(spec: ModelSpec, multiplier: float, *, head_hidden: int | None = None) -> ModelSpec:
-    """Apply a width multiplier with the spec's conventions (fact sheet §3.1).
+    """Apply a width multiplier with the spec's conventions (TF-slim's mobilenet_v3.py; docs/architecture.md).
 
     ``head_hidden`` overrides the hidden head width that the head-scaling convention would give.
     """
@@ -85,7 +85,7 @@ def scale_width(spec: ModelSpec, multiplier: float, *, head_hidden: int | None =
 
 
 def minimalistic(spec: ModelSpec) -> ModelSpec:
-    """No SE, ReLU everywhere, 3x3 depthwise kernels (TF-slim / Keras 'minimalistic', fact sheet §3.1)."""
+    """No SE, ReLU everywhere, 3x3 depthwise kernels (TF-slim / Keras 'minimalistic', keras/src/applications/mobilenet_v3.py)."""
     return spec.replace(
         stem=dataclasses.replace(spec.stem, act=Activation.RELU),
         blocks=tuple(dataclasses.replace(b, kernel=3, se=False, act=Activation.RELU) for b in spec.blocks),
@@ -111,7 +111,7 @@ def _require_undilated(spec: ModelSpec, what: str) -> None:
 
 
 def reduce_tail(spec: ModelSpec, *, halve_first_expansion: bool = False) -> ModelSpec:
-    """Halve every layer between C4 and C5 (paper §6.3 '†' and §6.4 'RF2'; fact sheet §8.2, §9.1).
+    """Halve every layer between C4 and C5 (paper §6.3 '†' and §6.4 'RF2'; TF-slim's mobilenet_v3.py, TF DeepLab).
 
     Detection (SSDLite) keeps the first expansion of the last stage, because it is the C4 tap;
     segmentation (LR-ASPP RF2) halves it too: pass ``halve_first_expansion=True``.

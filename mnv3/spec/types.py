@@ -1,7 +1,7 @@
 """Typed architecture spec: the single source of truth for every MobileNetV3 network.
 
 A :class:`ModelSpec` holds concrete widths (no multiplier left to apply), so a network
-rebuilt from a serialised spec is identical to the original (paper Tables 1-2, fact sheet §1).
+rebuilt from a serialised spec is identical to the original (paper Tables 1-2).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class Padding(str, Enum):
 
 
 class StemScaling(str, Enum):
-    """What the width multiplier does to the 16-filter stem (anchors survey §10)."""
+    """What the width multiplier does to the 16-filter stem (docs/architecture.md, conventions table)."""
 
     SCALED = "scaled"  # torchvision, TF-slim
     FIXED = "fixed"  # Keras
@@ -33,7 +33,7 @@ class StemScaling(str, Enum):
 
 
 class HeadScaling(str, Enum):
-    """What the width multiplier does to the 1280 / 1024 hidden head layer (fact sheet §3.1)."""
+    """What the width multiplier does to the 1280 / 1024 hidden head layer (TF-slim's mobilenet_v3.py; docs/architecture.md)."""
 
     SCALED = "scaled"  # torchvision
     FIXED = "fixed"  # timm
@@ -41,7 +41,7 @@ class HeadScaling(str, Enum):
 
 
 class WidthRounding(str, Enum):
-    """How an expansion width is derived under a multiplier (fact sheet §3.1).
+    """How an expansion width is derived under a multiplier (TF-slim's mobilenet_v3.py; docs/architecture.md).
 
     RATIO_OF_ROUNDED_INPUT is TF-slim's official rule: the row's exp/in ratio applied to the
     already-rounded input width. SCALE_NOMINAL rounds exp * multiplier directly (torchvision).
@@ -116,6 +116,30 @@ class HeadSpec:
     dropout: float = 0.2
 
 
+class Family(str, Enum):
+    """Which of the paper's two tables a network starts from (Table 1: Large, Table 2: Small)."""
+
+    LARGE = "large"
+    SMALL = "small"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The registered variant a spec was built from, with the structural options it was given.
+
+    Lets a spec say what it is without relying on its name: ``mnv3 bench --compare`` builds the
+    peer library's network from it, and the spec's name spells the non-default options out.
+    """
+
+    model: str  # the registered name, e.g. "mobilenetv3_large_100"
+    family: Family
+    width: float = 1.0
+    minimal: bool = False
+    reduced_tail: bool = False
+    halve_first_expansion: bool = False
+    output_stride: int = 32
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A complete MobileNetV3 network: stem, bottlenecks, head, conventions and I/O sizes."""
@@ -127,6 +151,7 @@ class ModelSpec:
     conventions: Conventions = field(default_factory=Conventions)
     num_classes: int = 1000
     in_chans: int = 3
+    origin: Origin | None = None  # set by the registry; None for hand-written specs
 
     def replace(self, **changes: object) -> ModelSpec:
         """A copy with some fields changed (dataclasses.replace, validated)."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
+from mnv3.spec.textfiles import parse_yaml, read_text
 from mnv3.utils.suggest import did_you_mean
-from mnv3.utils.textfiles import parse_yaml, read_text
 
 OPTIMIZERS = ("rmsprop_tf", "rmsprop", "sgd", "adamw")
 SCHEDULES = ("step", "cosine", "constant")
@@ -31,7 +31,7 @@ class TrainConfig:
 
     # model
     model: str = "mobilenetv3_large_100"
-    preset: str = "paper"
+    preset: str | None = None  # convention preset; None: the weights' preset when fine-tuning, else paper
     width: float | None = None
     dropout: float | None = None  # None: the model's own (0.2, paper §6.1.1)
     bn_momentum: float | None = None  # PyTorch convention: 1 - TF decay (paper BN decay 0.99 -> 0.01)

@@ -9,6 +9,7 @@ logs and writes. The paper's training set-up (§6.1.1) is the ``paper`` recipe; 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import random
@@ -29,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from mnv3.data.transforms import batch_mix
+from mnv3.spec.serialize import spec_to_dict
 from mnv3.train import data as D
 from mnv3.train.checkpoint import capture_rng, load_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint
 from mnv3.train.config import TrainConfig, config_from_dict, dump_config
@@ -117,27 +119,30 @@ def set_deterministic(on: bool) -> None:
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
     """The configured mnv3 network, with ``weights`` loaded (classifier resized to the data) when given."""
     from mnv3.models.registry import create_model
+    from mnv3.weights.resolve import load_model
 
-    kw: dict[str, Any] = {"preset": cfg.preset, "in_chans": in_chans}
+    kw: dict[str, Any] = {}
     if cfg.width is not None:
         kw["width"] = cfg.width
     if cfg.dropout is not None:
         kw["dropout"] = cfg.dropout
     if cfg.bn_momentum is not None:
         kw["bn_momentum"] = cfg.bn_momentum
-    if cfg.weights:
-        kw["weights"] = cfg.weights
-    return create_model(cfg.model, num_classes=num_classes, **kw)
+    if cfg.weights:  # the weights decide the preset unless the config names one (then they must agree)
+        return load_model(cfg.weights, model=cfg.model, preset=cfg.preset, num_classes=num_classes, in_chans=in_chans, **kw)
+    return create_model(cfg.model, num_classes=num_classes, preset=cfg.preset or "paper", in_chans=in_chans, **kw)
 
 
-def apply_qat(model: nn.Module, cfg: TrainConfig, in_chans: int) -> nn.Module:
-    """Quantization-aware training: the deployment module's ``prepare_qat`` (imported only when asked)."""
-    try:
-        from mnv3.deploy.quantize import prepare_qat
-    except ImportError as e:
-        raise ValueError(f"--qat needs mnv3.deploy.quantize.prepare_qat, which is not available ({e})") from None
-    example = (torch.randn(2, in_chans, cfg.resolution, cfg.resolution),)
-    return prepare_qat(model, example)
+@dataclass(frozen=True)
+class Hooks:
+    """What a higher layer adds to a run without the loop importing it (the CLI passes deploy's QAT here).
+
+    ``prepare_model(model, example_inputs)`` wraps the network before training (quantization-aware
+    training); ``artifacts(model, run_dir, example_input, log)`` writes extra files at the end.
+    """
+
+    prepare_model: Callable[[nn.Module, tuple[torch.Tensor, ...]], nn.Module] | None = None
+    artifacts: Callable[[nn.Module, Path, torch.Tensor, Callable[[str], None]], None] | None = None
 
 
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
@@ -179,18 +184,24 @@ def train(
     *,
     model: nn.Module | None = None,
     log: Callable[[str], None] | None = None,
+    hooks: Hooks | None = None,
 ) -> TrainResult:
     """Run (or resume) a training job; returns how it ended. ``model`` replaces the configured network
-    (the benchmark trains torchvision's MobileNetV2 through this same loop)."""
+    (the benchmark trains torchvision's MobileNetV2 through this same loop); ``hooks`` add QAT."""
     t_start = time.perf_counter()
     info, device = init_distributed(cfg.device)
+    hooks = hooks or Hooks()
+    if cfg.qat and hooks.prepare_model is None:
+        raise ValueError("qat needs a prepare_model hook (mnv3.deploy.quantize.qat_hooks()); `mnv3 train --qat` passes it")
     try:
-        return _train(cfg, resume, model, info, device, _Log(info.is_main, log), t_start)
+        return _train(cfg, resume, model, info, device, _Log(info.is_main, log), t_start, hooks)
     finally:
         shutdown()
 
 
-def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, device: torch.device, log: _Log, t_start: float) -> TrainResult:
+def _train(
+    cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, device: torch.device, log: _Log, t_start: float, hooks: Hooks
+) -> TrainResult:
     ckpt = load_checkpoint(resume) if resume else None
     if ckpt is not None:
         saved = config_from_dict(ckpt["config"])
@@ -215,8 +226,9 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
     own_model = model is None
     if model is None:
         model = build_model(cfg, len(data.classes), data.in_chans)
+    net_spec = getattr(model, "spec", None)  # the bare network's, before QAT / DDP wrapping
     if cfg.qat:
-        model = apply_qat(model, cfg, data.in_chans)
+        model = hooks.prepare_model(model, (torch.randn(2, data.in_chans, cfg.resolution, cfg.resolution),))  # type: ignore[misc]
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -288,6 +300,9 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
             "sampler": {"seed": cfg.seed, "epoch": step // spe, "batch": step % spe},
             "best_top1": best,
             "classes": data.classes,
+            # what mnv3.weights.resolve needs to rebuild the network from this file alone
+            "spec": spec_to_dict(net_spec) if net_spec is not None else None,
+            "preprocessing": dataclasses.asdict(data.preprocessing),
         }
 
     def save(name: str, state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -425,7 +440,7 @@ def _train(cfg: TrainConfig, resume, model: nn.Module | None, info: DistInfo, de
     metrics.close()
     result = TrainResult(status, run_dir, step, step / spe, message, signal=signum, train_images_per_s=train_images / max(train_time, 1e-9))
     if status == COMPLETED:
-        result.final = _finish(cfg, core if ema is None else ema.module, data, last_eval, run_dir, info, own_model, log)
+        result.final = _finish(cfg, core if ema is None else ema.module, data, last_eval, run_dir, info, own_model, log, hooks)
         result.weights = run_dir / "model.safetensors" if (run_dir / "model.safetensors").exists() else None
     result.wall_s = time.perf_counter() - t_start
     return result
@@ -437,7 +452,10 @@ def _plots(run_dir: Path) -> None:
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png")
 
 
-def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResult | None, run_dir: Path, info: DistInfo, own_model: bool, log: _Log) -> dict:
+def _finish(
+    cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResult | None, run_dir: Path, info: DistInfo, own_model: bool,
+    log: _Log, hooks: Hooks,
+) -> dict:
     """Rank 0: final metrics file, confusion matrix PNG and the weights as mnv3 safetensors."""
     import json
 
@@ -451,8 +469,7 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResu
 
     atomic_write_bytes(run_dir / "final_metrics.json", json.dumps({"split": data.val_name, **final}, indent=2).encode())
     plot_confusion(ev.confusion, data.classes, run_dir / "confusion.png", f"{data.name} {data.val_name}: top-1 {100 * ev.top1:.2f} %")
-    # a QAT network (mnv3.deploy.quantize.QATModel) is saved as its fine-tuned float network; its
-    # int8 graph comes from mnv3.deploy.quantize.convert_qat
+    # a QAT network is saved as its fine-tuned float network (its int8 program comes from hooks.artifacts)
     net = model.to_float() if hasattr(model, "to_float") else model
     if own_model and getattr(net, "spec", None) is not None:
         meta = WeightsMeta(
@@ -463,28 +480,7 @@ def _finish(cfg: TrainConfig, model: nn.Module, data: D.DataBundle, ev: EvalResu
             source=f"mnv3 train, run {run_dir.name}" + (" (quantization-aware training; float weights)" if cfg.qat else ""),
         )
         save_weights(net.to("cpu").to(memory_format=torch.contiguous_format), run_dir / "model.safetensors", meta)
-    if hasattr(model, "to_float"):
-        _write_qat_program(model, data, run_dir, log)
+    if hooks.artifacts is not None:
+        size = data.preprocessing.crop
+        hooks.artifacts(model, run_dir, torch.zeros(1, data.in_chans, size, size), log)
     return final
-
-
-def _write_qat_program(qat: nn.Module, data: D.DataBundle, run_dir: Path, log: _Log) -> None:
-    """The QAT run's int8 network as an ExecuTorch-XNNPACK program (``model-int8.pte``), atomically.
-
-    This is the quantization the network was trained for (its learned ranges); exporting the float
-    ``model.safetensors`` with ``mnv3 export --int8`` would calibrate anew (post-training).
-    """
-    from mnv3.deploy import available
-    from mnv3.utils.atomic import atomic_write_bytes
-
-    if not available("executorch"):
-        log("int8 program not written: ExecuTorch is not installed (pip install 'mnv3[executorch]')")
-        return
-    from mnv3.deploy.executorch_backend import lower_to_xnnpack
-    from mnv3.deploy.quantize import convert_qat
-
-    size = data.preprocessing.crop
-    example = torch.zeros(1, data.in_chans, size, size)
-    program, _ = lower_to_xnnpack(convert_qat(qat.cpu()), example, None)
-    atomic_write_bytes(run_dir / "model-int8.pte", program)
-    log(f"int8 program (ExecuTorch-XNNPACK, {size}x{size}): {run_dir / 'model-int8.pte'}")

@@ -1,7 +1,7 @@
 """mnv3's own weights format: safetensors with the spec and metadata in the header.
 
 A file written by :func:`save_weights` rebuilds its network with no other input
-(:func:`model_from_file`), and carries the preprocessing, category names, metrics and recipe
+(:func:`mnv3.weights.model_from_file`), and carries the preprocessing, category names, metrics and recipe
 that ``mnv3 predict`` and ``mnv3 eval`` use. Writes are atomic (temporary file, fsync, rename).
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnv3.spec.serialize import spec_from_dict, spec_to_dict
+from mnv3.spec.serialize import spec_to_dict
 from mnv3.utils.atomic import atomic_write_bytes
 from mnv3.utils.preprocessing import Preprocessing
 
@@ -79,16 +79,3 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         return load_file(str(path)), header
     except (SafetensorError, OSError, ValueError) as e:
         raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {e}") from None
-
-
-def model_from_file(path: str | Path) -> tuple[nn.Module, WeightsMeta]:
-    """Rebuild the network stored in an mnv3 safetensors file and load its weights."""
-    from mnv3.models.mobilenetv3 import MobileNetV3
-
-    tensors, header = read_weights(path)
-    if SPEC_KEY not in header:
-        raise ValueError(f"{path} has no mnv3 spec in its header; load it with create_model(NAME, weights={str(path)!r})")
-    model = MobileNetV3(spec_from_dict(json.loads(header[SPEC_KEY])))
-    model.load_state_dict(tensors)
-    meta = WeightsMeta.from_json(header[META_KEY]) if META_KEY in header else WeightsMeta()
-    return model, meta

@@ -3,7 +3,7 @@
 Each entry says where the file is (public URL), how to check it (the checksum that is really
 published: torchvision's and timm's file names carry the first 8 hex digits of the file's sha256,
 Keras' ``WEIGHTS_HASHES`` are md5), how to convert it, the preprocessing the weights expect, the
-category names, the published metrics with their source (fact sheet §11), parameters / MAdds
+category names, the published metrics with their source (the libraries' published tables), parameters / MAdds
 (``mnv3 profile`` at 224, 1000 classes, paper counting) and the license. Tests compare the URLs,
 hashes, preprocessing and metrics with what torchvision, timm and Keras themselves ship.
 """
@@ -87,11 +87,11 @@ class WeightsEntry:
 
 
 _IMAGENET = "ImageNet-1k val"
-_TV_SRC = "torchvision {enum}.{member}.meta['_metrics'] (fact sheet §11 TV)"
+_TV_SRC = "torchvision {enum}.{member}.meta['_metrics'] (torchvision/models/mobilenetv3.py)"
 _TV_LICENSE = "BSD-3-Clause (torchvision); ImageNet-1k terms of access apply"
 _TIMM_LICENSE = "Apache-2.0 (timm pretrained_cfg 'license')"
 _KERAS_LICENSE = "Apache-2.0 (keras-applications, ports of the TF-slim checkpoints)"
-_KERAS_SRC = "keras/src/applications/mobilenet_v3.py docstring table (fact sheet §11 KER); TF-slim's numbers, not re-measured on the Keras port"
+_KERAS_SRC = "keras/src/applications/mobilenet_v3.py docstring table; TF-slim's numbers, not re-measured on the Keras port"
 _TIMM_HUB_PREFIX = "sha256 prefix in the file name (timm clean_checkpoint.py convention)"
 _TV_HUB_PREFIX = "sha256 prefix in the file name (torch.hub check_hash convention)"
 _KERAS_MD5 = "md5 from keras WEIGHTS_HASHES (include_top file)"
@@ -163,8 +163,8 @@ def _keras(name: str, model: str, call: str, key: str, md5: str, top1: float, pa
 
 _TV_RECIPE_V1 = "https://github.com/pytorch/vision/tree/main/references/classification#mobilenetv3-large--small"
 _TV_RECIPE_V2 = "https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning"
-_TIMM_MI = "timm model-index (fact sheet §11 TIMM; top-1 with timm's bilinear 0.875 eval)"
-_TIMM_CSV = "timm results/results-imagenet.csv (anchors survey §2)"
+_TIMM_MI = "timm model index (huggingface.co/docs/timm/models/mobilenet-v3; top-1 with timm's bilinear 0.875 eval)"
+_TIMM_CSV = "timm results/results-imagenet.csv (github.com/huggingface/pytorch-image-models)"
 
 # fmt: off
 _ENTRIES: tuple[WeightsEntry, ...] = (
@@ -175,7 +175,7 @@ _ENTRIES: tuple[WeightsEntry, ...] = (
     _tv("mobilenetv3_small_100.torchvision_v1", "mobilenetv3_small_100", "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         Preprocessing(), "MobileNet_V3_Small_Weights", "IMAGENET1K_V1", 67.668, 87.402, 2_542_856, 56_510_400, _TV_RECIPE_V1),
     _timm("mobilenetv3_large_100.timm_ra", "mobilenetv3_large_100", Preset.TIMM, "mobilenetv3_large_100.ra_in1k", "mobilenetv3_large_100_ra-f55367f5.pth",
-          TIMM_BICUBIC, 75.77, "fact sheet §11 TIMM (timm docs)", 5_483_032, 216_589_760, top5=92.54),
+          TIMM_BICUBIC, 75.77, "timm docs (huggingface.co/docs/timm/models/mobilenet-v3)", 5_483_032, 216_589_760, top5=92.54),
     _timm("mobilenetv3_small_050.timm_lamb", "mobilenetv3_small_050", Preset.TIMM, "mobilenetv3_small_050.lamb_in1k", "mobilenetv3_small_050_lambc-4b7bbe87.pth",
           TIMM_BICUBIC, 57.918, _TIMM_CSV, 1_593_224, 24_188_688),
     _timm("mobilenetv3_small_075.timm_lamb", "mobilenetv3_small_075", Preset.TIMM, "mobilenetv3_small_075.lamb_in1k", "mobilenetv3_small_075_lambc-384766db.pth",

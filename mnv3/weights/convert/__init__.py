@@ -1,4 +1,4 @@
-"""Converters between mnv3 and torchvision / timm / Keras MobileNetV3 checkpoints (anchors survey §10)."""
+"""Converters between mnv3 and torchvision / timm / Keras MobileNetV3 checkpoints (docs/weights.md)."""
 
 from mnv3.weights.convert.common import LIBRARY_PRESETS, Library, Mapped, check_fits, expected_shapes, fitting_models, mismatches
 from mnv3.weights.convert.keras import keras_to_mnv3

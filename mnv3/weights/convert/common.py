@@ -1,6 +1,7 @@
 """What every converter shares: mnv3 key names, the mapped-tensor record, and the check of a
 mapped checkpoint against a target spec that names the first mismatching tensors and suggests the
-registered model that would fit (anchors survey §10: each library's variants differ in widths).
+registered model that would fit (each library's variants differ in widths and conventions; see
+docs/weights.md).
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from enum import Enum
 
 import torch
 
+from mnv3.models.mobilenetv3 import MobileNetV3
+from mnv3.models.registry import build_spec, list_models
 from mnv3.spec.conventions import Preset, get_preset
-from mnv3.spec.transforms import squeeze_width
 from mnv3.spec.types import ModelSpec
 
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
 
 class Library(str, Enum):
-    """A library whose MobileNetV3 checkpoints mnv3 converts (anchors survey §1-3)."""
+    """A library whose MobileNetV3 checkpoints mnv3 converts."""
 
     TORCHVISION = "torchvision"
     TIMM = "timm"
@@ -61,6 +63,19 @@ class Mapped:
             origin.get("num_batches_tracked", "(not stored; 0)"),
         )
 
+    def put_conv_bn(self, dst: str, state: Mapping[str, torch.Tensor], conv: str, bn: str, used: set[str]) -> None:
+        """A PyTorch conv kernel ``{conv}.weight`` and the BN under ``{bn}.`` as ``{dst}.conv`` / ``{dst}.bn``.
+
+        The BN copy every PyTorch-layout converter (torchvision, timm) shares; ``used`` collects the
+        source keys taken, so the caller can refuse keys left over.
+        """
+        self.put(f"{dst}.conv.weight", state[f"{conv}.weight"], f"{conv}.weight")
+        used.add(f"{conv}.weight")
+        fields = (*BN_FIELDS, "num_batches_tracked")
+        tensors = {f: state[f"{bn}.{f}"] for f in fields if f"{bn}.{f}" in state}
+        self.put_bn(dst, tensors, {f: f"{bn}.{f}" for f in fields})
+        used.update(f"{bn}.{f}" for f in tensors)
+
     @property
     def num_classes(self) -> int:
         """Classifier size of the checkpoint (0 when it has no classifier)."""
@@ -74,39 +89,14 @@ class Mapped:
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """The state-dict keys and shapes of ``MobileNetV3(spec)``, in its order, without building it.
+    """The state-dict keys and shapes of ``MobileNetV3(spec)``, in its order.
 
-    Mirrors :class:`mnv3.models.MobileNetV3`; a test checks the two agree for every registered model.
+    Read off the real module built on the meta device (no memory, no initialisation), so it can
+    never drift from the model.
     """
-    out: dict[str, tuple[int, ...]] = {}
-
-    def conv_bn(prefix: str, cin: int, cout: int, kernel: int, groups: int = 1) -> None:
-        out[f"{prefix}.conv.weight"] = (cout, cin // groups, kernel, kernel)
-        for f in BN_FIELDS:
-            out[f"{prefix}.bn.{f}"] = (cout,)
-        out[f"{prefix}.bn.num_batches_tracked"] = ()
-
-    conv_bn("stem", spec.in_chans, spec.stem.out, spec.stem.kernel)
-    cin = spec.stem.out
-    for i, b in enumerate(spec.blocks):
-        if b.exp != cin:
-            conv_bn(f"blocks.{i}.expand", cin, b.exp, 1)
-        conv_bn(f"blocks.{i}.dw", b.exp, b.exp, b.kernel, groups=b.exp)
-        if b.se:
-            sq = squeeze_width(spec, b.exp)
-            out[f"blocks.{i}.se.fc1.weight"] = (sq, b.exp, 1, 1)
-            out[f"blocks.{i}.se.fc1.bias"] = (sq,)
-            out[f"blocks.{i}.se.fc2.weight"] = (b.exp, sq, 1, 1)
-            out[f"blocks.{i}.se.fc2.bias"] = (b.exp,)
-        conv_bn(f"blocks.{i}.project", b.exp, b.out, 1)
-        cin = b.out
-    conv_bn("head_conv", cin, spec.head.conv_out, 1)
-    out["head_hidden.weight"] = (spec.head.hidden, spec.head.conv_out)
-    out["head_hidden.bias"] = (spec.head.hidden,)
-    if spec.num_classes > 0:
-        out["classifier.weight"] = (spec.num_classes, spec.head.hidden)
-        out["classifier.bias"] = (spec.num_classes,)
-    return out
+    with torch.device("meta"):
+        model = MobileNetV3(spec)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
 def mismatches(mapped: Mapped, spec: ModelSpec) -> list[str]:
@@ -132,8 +122,6 @@ def _fits(mapped: Mapped, spec: ModelSpec) -> bool:
 
 def fitting_models(mapped: Mapped, presets: Iterable[Preset] | None = None) -> list[tuple[str, Preset]]:
     """Registered (model name, preset) pairs whose state dict has exactly the checkpoint's keys and shapes."""
-    from mnv3.models.registry import build_spec, list_models
-
     presets = tuple(presets) if presets is not None else LIBRARY_PRESETS[mapped.library]
     found: list[tuple[str, Preset]] = []
     for name in list_models():

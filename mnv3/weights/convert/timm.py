@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import torch
 
-from mnv3.weights.convert.common import BN_FIELDS, Library, Mapped, group_by_index
+from mnv3.weights.convert.common import Library, Mapped, group_by_index
 
 MARKER = "conv_stem.weight"
 
@@ -27,22 +27,13 @@ _DS = (("conv_dw", "bn1", "dw"), ("conv_pw", "bn2", "project"))
 _IR = (("conv_pw", "bn1", "expand"), ("conv_dw", "bn2", "dw"), ("conv_pwl", "bn3", "project"))
 
 
-def _conv_bn(out: Mapped, state: Mapping[str, torch.Tensor], conv: str, bn: str, dst: str, used: set[str]) -> None:
-    out.put(f"{dst}.conv.weight", state[f"{conv}.weight"], f"{conv}.weight")
-    used.add(f"{conv}.weight")
-    fields = (*BN_FIELDS, "num_batches_tracked")
-    tensors = {f: state[f"{bn}.{f}"] for f in fields if f"{bn}.{f}" in state}
-    out.put_bn(dst, tensors, {f: f"{bn}.{f}" for f in fields})
-    used.update(f"{bn}.{f}" for f in tensors)
-
-
 def timm_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     """Rename a timm MobileNetV3 state dict to mnv3 keys (shapes are checked later)."""
     if MARKER not in state:
         raise ValueError(f"not a timm MobileNetV3 state dict: it has no {MARKER!r} key (first keys: {list(state)[:4]})")
     out = Mapped(Library.TIMM)
     used: set[str] = set()
-    _conv_bn(out, state, "conv_stem", "bn1", "stem", used)
+    out.put_conv_bn("stem", state, "conv_stem", "bn1", used)
     flat: list[str] = []  # "blocks.s.i" in forward order
     stages = group_by_index(state, "blocks.")
     for s in sorted(stages):
@@ -61,14 +52,14 @@ def timm_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
         else:
             raise ValueError(f"{src} is neither a timm InvertedResidual nor a DepthwiseSeparableConv block")
         for conv, bn, role in units:
-            _conv_bn(out, state, f"{src}.{conv}", f"{src}.{bn}", f"blocks.{n}.{role}", used)
+            out.put_conv_bn(f"blocks.{n}.{role}", state, f"{src}.{conv}", f"{src}.{bn}", used)
             if role == "dw" and f"{src}.se.conv_reduce.weight" in state:
                 for timm_fc, fc in (("conv_reduce", "fc1"), ("conv_expand", "fc2")):
                     for p in ("weight", "bias"):
                         key = f"{src}.se.{timm_fc}.{p}"
                         out.put(f"blocks.{n}.se.{fc}.{p}", state[key], key)
                         used.add(key)
-    _conv_bn(out, state, f"{last}.conv", f"{last}.bn1", "head_conv", used)
+    out.put_conv_bn("head_conv", state, f"{last}.conv", f"{last}.bn1", used)
     if "conv_head.weight" not in state:
         raise ValueError("the timm checkpoint has no conv_head (was it saved with features_only=True?); mnv3 needs the full classifier")
     w = state["conv_head.weight"]

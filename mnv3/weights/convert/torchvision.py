@@ -25,15 +25,6 @@ def _is_conv_bn(unit: Mapping[str, torch.Tensor]) -> bool:
     return "0.weight" in unit and "1.running_mean" in unit
 
 
-def _put_conv_bn(out: Mapped, prefix: str, unit: Mapping[str, torch.Tensor], src: str, used: set[str]) -> None:
-    out.put(f"{prefix}.conv.weight", unit["0.weight"], f"{src}.0.weight")
-    fields = (*BN_FIELDS, "num_batches_tracked")
-    bn = {f: unit[f"1.{f}"] for f in fields if f"1.{f}" in unit}
-    out.put_bn(prefix, bn, {f: f"{src}.1.{f}" for f in fields})
-    used.add(f"{src}.0.weight")
-    used.update(f"{src}.1.{f}" for f in bn)
-
-
 def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     """Rename a torchvision MobileNetV3 state dict to mnv3 keys (shapes are checked later)."""
     if MARKER not in state:
@@ -45,7 +36,7 @@ def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     is_block = [any(k.startswith("block.") for k in features[i]) for i in order]
     if len(order) < 3 or is_block[0] or is_block[-1] or not all(is_block[1:-1]):
         raise ValueError("not a torchvision MobileNetV3 state dict: expected features.0 = stem, features.1..N = blocks, last = head conv")
-    _put_conv_bn(out, "stem", features[order[0]], f"features.{order[0]}", used)
+    out.put_conv_bn("stem", state, f"features.{order[0]}.0", f"features.{order[0]}.1", used)
     for n, i in enumerate(order[1:-1]):
         units = group_by_index(features[i], "block.")
         conv_bns: list[tuple[int, Mapping[str, torch.Tensor]]] = []
@@ -63,9 +54,10 @@ def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
         if len(conv_bns) not in (2, 3):
             raise ValueError(f"features.{i} has {len(conv_bns)} conv+BN units; a torchvision bottleneck has 2 or 3")
         roles = ("expand", "dw", "project") if len(conv_bns) == 3 else ("dw", "project")
-        for role, (j, unit) in zip(roles, conv_bns, strict=True):
-            _put_conv_bn(out, f"blocks.{n}.{role}", unit, f"features.{i}.block.{j}", used)
-    _put_conv_bn(out, "head_conv", features[order[-1]], f"features.{order[-1]}", used)
+        for role, (j, _) in zip(roles, conv_bns, strict=True):
+            src = f"features.{i}.block.{j}"
+            out.put_conv_bn(f"blocks.{n}.{role}", state, f"{src}.0", f"{src}.1", used)
+    out.put_conv_bn("head_conv", state, f"features.{order[-1]}.0", f"features.{order[-1]}.1", used)
     for src_idx, dst in (("0", "head_hidden"), ("3", "classifier")):
         for p in ("weight", "bias"):
             key = f"classifier.{src_idx}.{p}"
