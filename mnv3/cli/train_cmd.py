@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config (recipe or checkpoint, then flags), train, print the result; returns the exit code."""
     from mnv3.train.checkpoint import load_checkpoint
     from mnv3.train.config import apply_overrides, config_from_dict, dump_config, load_recipe
-    from mnv3.train.engine import train
+    from mnv3.train.engine import RunStatus, train
 
     overrides = overrides_from_args(args)
     if args.resume:
@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
         hooks = qat_hooks()
     result = train(cfg, resume=args.resume, hooks=hooks)
-    if result.status == "nonfinite":
+    if result.status is RunStatus.NONFINITE:
         print(f"mnv3 train: error: {result.message}", file=sys.stderr)
         return result.exit_code
-    if result.status == "interrupted":
+    if result.status is RunStatus.INTERRUPTED:
         print(f"mnv3 train: {result.message}", file=sys.stderr)
         return result.exit_code
     if result.final:

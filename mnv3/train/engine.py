@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +40,20 @@ from mnv3.train.evaluate import EvalResult, autocast, evaluate
 from mnv3.train.metrics import MetricsLogger, read_metrics, truncate_metrics
 from mnv3.train.optim import build_optimizer, build_scheduler
 
-COMPLETED, INTERRUPTED, NONFINITE = "completed", "interrupted", "nonfinite"
+
+class RunStatus(str, Enum):
+    """How a training run ended."""
+
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"  # SIGINT / SIGTERM: last.pt saved, resumable
+    NONFINITE = "nonfinite"  # a non-finite loss: stopped before taking the step
 
 
 @dataclass
 class TrainResult:
     """How a run ended, where it lives, and its final evaluation."""
 
-    status: str
+    status: RunStatus
     run_dir: Path
     step: int
     epoch: float
@@ -60,9 +67,9 @@ class TrainResult:
     @property
     def exit_code(self) -> int:
         """0 completed, 128 + signal when interrupted (130 SIGINT, 143 SIGTERM), 1 for a non-finite loss."""
-        if self.status == COMPLETED:
+        if self.status == RunStatus.COMPLETED:
             return 0
-        if self.status == INTERRUPTED:
+        if self.status == RunStatus.INTERRUPTED:
             return 128 + (self.signal or signal.SIGINT)
         return 1
 
@@ -344,14 +351,14 @@ def _train(
         return total
 
     flags = torch.zeros(2)
-    status, message, signum = COMPLETED, "", None
+    status, message, signum = RunStatus.COMPLETED, "", None
     last_eval: EvalResult | None = None
     train_time, train_images = 0.0, 0
     per_rank = D.per_rank_batch(cfg.batch_size, info)
     if per_rank % cfg.grad_accum_steps:
         raise ValueError(f"the per-process batch {per_rank} does not split into grad_accum_steps={cfg.grad_accum_steps} micro-batches")
     with StopFlag() as stop:
-        while step < stop_at and status == COMPLETED:
+        while step < stop_at and status == RunStatus.COMPLETED:
             epoch, start_batch = divmod(step, spe)
             loader = D.train_loader(data.train, info, cfg, epoch, start_batch, pin=device.type == "cuda")
             bar = tqdm(
@@ -373,7 +380,7 @@ def _train(
                 flags[1] = 1.0 if stop.signum is not None else 0.0
                 all_reduce_(flags, torch.distributed.ReduceOp.MAX)
                 if flags[0] > 0:
-                    status = NONFINITE
+                    status = RunStatus.NONFINITE
                     last = run_dir / "last.pt"
                     kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint had been written yet"
                     message = (
@@ -408,7 +415,7 @@ def _train(
                 if cfg.checkpoint_interval and step % cfg.checkpoint_interval == 0 and step % spe != 0:
                     save("last.pt")
                 if flags[1] > 0:
-                    status, signum = INTERRUPTED, int(stop.signum or signal.SIGTERM)
+                    status, signum = RunStatus.INTERRUPTED, int(stop.signum or signal.SIGTERM)
                     save("last.pt")
                     name = signal.Signals(signum).name
                     message = f"{name} received: saved {run_dir / 'last.pt'} at step {step}; continue with: mnv3 train --resume {run_dir}"
@@ -417,7 +424,7 @@ def _train(
                     break
                 t_step = time.perf_counter()
             bar.close()
-            if status != COMPLETED:
+            if status != RunStatus.COMPLETED:
                 break
             epoch_done = step % spe == 0
             if (epoch_done and (step // spe) % max(cfg.eval_interval, 1) == 0) or step >= stop_at:
@@ -439,7 +446,7 @@ def _train(
 
     metrics.close()
     result = TrainResult(status, run_dir, step, step / spe, message, signal=signum, train_images_per_s=train_images / max(train_time, 1e-9))
-    if status == COMPLETED:
+    if status == RunStatus.COMPLETED:
         result.final = _finish(cfg, core if ema is None else ema.module, data, last_eval, run_dir, info, own_model, log, hooks)
         result.weights = run_dir / "model.safetensors" if (run_dir / "model.safetensors").exists() else None
     result.wall_s = time.perf_counter() - t_start

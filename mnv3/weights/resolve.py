@@ -244,7 +244,10 @@ def _check(spec: ModelSpec, location: str, model: Any, preset: Preset | None, ov
 
 def _from_foreign(path: Path, library: Library, model: Any, preset: Preset | None, overrides: dict[str, Any]) -> Resolved:
     """A torchvision / timm / Keras checkpoint: the model comes from ``model`` or from the tensors' shapes."""
-    mapped = map_file(path, library)
+    try:
+        mapped = map_file(path, library)
+    except ValueError as e:  # the converters describe the tensors; the line must also name the file
+        raise (e if str(path) in str(e) else ValueError(f"{path}: {e}")) from None
     if preset is not None and preset not in LIBRARY_PRESETS[library]:
         valid = " or ".join(repr(p.value) for p in LIBRARY_PRESETS[library])
         raise ValueError(
