@@ -144,8 +144,19 @@ def driver(args: argparse.Namespace) -> None:
     results: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     for r in range(args.rounds):
         for name, env, overrides in configs:
-            cmd = [sys.executable, __file__, "--child", "--recipe", args.recipe, "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--overrides", json.dumps(overrides)] + (["--profile"] if args.profile else [])
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                "--recipe",
+                args.recipe,
+                "--steps",
+                str(args.steps),
+                "--warmup",
+                str(args.warmup),
+                "--overrides",
+                json.dumps(overrides),
+            ] + (["--profile"] if args.profile else [])
             before = load()
             p = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -155,19 +166,28 @@ def driver(args: argparse.Namespace) -> None:
             res = json.loads(line[7:])
             res["load"] = f"{before} -> {load()}"
             results[name].append(res)
-            print(f"round {r + 1} {name:>12}: data {res['data_img_s']:7.0f} img/s, step {res['step_img_s']:6.0f} img/s "
-                  f"({res['step_ms']:.0f} ms), loop {res['loop_img_s']:6.0f} img/s; warm-up {res['warmup_s']:.1f} s; load {res['load']}", flush=True)
+            print(
+                f"round {r + 1} {name:>12}: data {res['data_img_s']:7.0f} img/s, step {res['step_img_s']:6.0f} img/s "
+                f"({res['step_ms']:.0f} ms), loop {res['loop_img_s']:6.0f} img/s; warm-up {res['warmup_s']:.1f} s; load {res['load']}",
+                flush=True,
+            )
             if r == 0:
                 print(f"  machine: {res['machine']}")
             if args.profile and "profile" in res:
                 print(res["profile"])
     base = configs[0][0]
-    med = {k: {m: statistics.median(x[m] for x in v) for m in ("data_img_s", "step_img_s", "loop_img_s")} for k, v in results.items() if v}
+    med = {
+        k: {m: statistics.median(x[m] for x in v) for m in ("data_img_s", "step_img_s", "loop_img_s")}
+        for k, v in results.items()
+        if v
+    }
     print(f"\nmedians over {args.rounds} round(s), {args.steps} steps each; ratio to {base!r}")
     for k, m in med.items():
         rb = med.get(base)
         ratio = " ".join(f"{m[x] / rb[x]:.2f}" for x in ("data_img_s", "step_img_s", "loop_img_s")) if rb else "-"
-        print(f"  {k:>12}: data {m['data_img_s']:7.0f}  step {m['step_img_s']:6.0f}  loop {m['loop_img_s']:6.0f} img/s  (ratios {ratio})")
+        print(
+            f"  {k:>12}: data {m['data_img_s']:7.0f}  step {m['step_img_s']:6.0f}  loop {m['loop_img_s']:6.0f} img/s  (ratios {ratio})"
+        )
 
 
 def main() -> None:
