@@ -269,16 +269,7 @@ WEIGHT_CASES = {
 }
 # Errors raised after the file was read (shape checks, the Keras layer walk) come from the dispatch in
 # mnv3/weights/load.py, which does not add the file's name yet; the weights resolver replaces it.
-RESOLVER_XFAIL: set[str] = set()  # every case passes since the weights resolver names the file
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="waits for the weights resolver")) if c in RESOLVER_XFAIL else c
-        for c in WEIGHT_CASES
-    ],
-)
+@pytest.mark.parametrize("case", list(WEIGHT_CASES))
 def test_bad_weights_file_convert(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make, expected = WEIGHT_CASES[case]
     path = make(tmp_path)
@@ -347,13 +338,7 @@ KERAS_CASES = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="waits for the weights resolver")) if c in RESOLVER_XFAIL else c
-        for c in KERAS_CASES
-    ],
-)
+@pytest.mark.parametrize("case", list(KERAS_CASES))
 def test_bad_keras_file_convert(case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     make, expected = KERAS_CASES[case]
     path = make(tmp_path)

@@ -332,7 +332,10 @@ def _put(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
         raise ValueError(f"internal error: weights lack {missing[:3]} / have extra {unexpected[:3]}")
 
 
-def load_resolved(res: Resolved, *, num_classes: int | None = None, in_chans: int | None = None, dropout: float | None = None) -> MobileNetV3:
+def load_resolved(
+    res: Resolved, *, num_classes: int | None = None, in_chans: int | None = None, dropout: float | None = None,
+    bn_momentum: float | None = None,
+) -> MobileNetV3:
     """Build the weights' network (with another class count / one channel for fine-tuning) and load them."""
     spec = res.spec
     num_classes = spec.num_classes if num_classes is None else num_classes
@@ -341,13 +344,12 @@ def load_resolved(res: Resolved, *, num_classes: int | None = None, in_chans: in
     spec = spec.replace(num_classes=num_classes, in_chans=in_chans)
     if dropout is not None:
         spec = spec.replace(head=dataclasses.replace(spec.head, dropout=dropout))
+    if bn_momentum is not None:  # a training choice: it does not change what the weights compute
+        spec = spec.replace(conventions=dataclasses.replace(spec.conventions, bn_momentum=bn_momentum))
     model = MobileNetV3(spec)
     _put(model, tensors)
     model.weights_meta = meta
     return model
-
-
-_LOAD_ONLY = ("dropout", "bn_momentum")  # options that change training, not what the weights compute
 
 
 def load_model(
@@ -368,14 +370,7 @@ def load_model(
     dropout = overrides.pop("dropout", None)
     bn_momentum = overrides.pop("bn_momentum", None)
     res = resolve(source, model=model, preset=preset, progress=progress, **overrides)
-    net = load_resolved(res, num_classes=num_classes, in_chans=in_chans, dropout=dropout)
-    if bn_momentum is not None:
-        spec = net.spec.replace(conventions=dataclasses.replace(net.spec.conventions, bn_momentum=bn_momentum))
-        meta, state = net.weights_meta, net.state_dict()
-        net = MobileNetV3(spec)
-        net.load_state_dict(state)
-        net.weights_meta = meta
-    return net
+    return load_resolved(res, num_classes=num_classes, in_chans=in_chans, dropout=dropout, bn_momentum=bn_momentum)
 
 
 def load_weights_into(model: nn.Module, weights: WeightsEntry | str | os.PathLike, *, progress: bool = True) -> WeightsMeta:
