@@ -7,8 +7,8 @@ import torch
 import torchvision
 
 from mnv3.cli.main import main
+from mnv3.models.testing import randomize_
 from mnv3.weights import model_from_file
-from mnv3.weights.testing import randomize_
 
 timm = pytest.importorskip("timm")
 

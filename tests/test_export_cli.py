@@ -13,7 +13,7 @@ import mnv3
 from mnv3.cli.main import main
 from mnv3.deploy import runtimes
 from mnv3.deploy.export import build_artifact
-from mnv3.deploy.testing import lively_
+from mnv3.models.testing import randomize_
 from mnv3.weights.io import WeightsMeta, save_weights
 
 needs_onnx = pytest.mark.skipif(
@@ -27,7 +27,7 @@ def _entries(folder) -> list[str]:
 
 @pytest.fixture()
 def small_weights(tmp_path):
-    model = lively_(mnv3.create_model("mobilenetv3_small_100", num_classes=10), torch.randn(8, 3, 64, 64), seed=2)
+    model = randomize_(mnv3.create_model("mobilenetv3_small_100", num_classes=10), seed=2, images=torch.randn(8, 3, 64, 64))
     return save_weights(model, tmp_path / "small.safetensors", WeightsMeta(categories=[str(i) for i in range(10)])), model
 
 

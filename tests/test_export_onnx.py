@@ -1,6 +1,6 @@
 """ONNX export of every registered variant: runs in ONNX Runtime, matches PyTorch, hard-swish kept whole.
 
-The models get BN statistics measured on random inputs and O(1) linear layers (``lively_``), so
+The models get BN statistics measured on random inputs and O(1) linear layers (``randomize_(..., images=)``), so
 their logits depend on the input and a wrong fold or a dropped bias would show; the graph is checked against op counts taken from the modules, and the
 checker itself is shown to catch the decompositions users meet (x * relu6(x + 3) / 6, and
 onnxruntime's quant_pre_process split).
@@ -17,8 +17,8 @@ import mnv3
 from mnv3.deploy.export import export_model
 from mnv3.deploy.graph_check import check_onnx
 from mnv3.deploy.prepare import ExpectedOps
-from mnv3.deploy.testing import lively_
 from mnv3.models.registry import get_variant
+from mnv3.models.testing import randomize_
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs the export extra: pip install 'mnv3[export]'")
 ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime needs the export extra: pip install 'mnv3[export]'")
@@ -33,7 +33,7 @@ def _count(model: nn.Module, kind: type) -> int:
 @pytest.mark.parametrize("name", mnv3.list_models())
 def test_every_variant_exports_runs_in_ort_and_matches(name, tmp_path):
     torch.manual_seed(0)
-    model = lively_(mnv3.create_model(name), torch.randn(16, 3, RES, RES), seed=1)
+    model = randomize_(mnv3.create_model(name), seed=1, images=torch.randn(16, 3, RES, RES))
     out = tmp_path / f"{name}.onnx"
     report = export_model(model, out, "onnx", resolution=RES)
     assert out.is_file() and report.graph is not None and report.graph.ok, report.summary()
@@ -100,7 +100,7 @@ def test_quant_pre_process_split_is_caught_and_mnv3_int8_keeps_hardswish(tmp_pat
     from mnv3.deploy.prepare import export_ready
     from mnv3.deploy.quantize import quantize_onnx_static
 
-    model = lively_(mnv3.create_model("mobilenetv3_small_100"), torch.randn(8, 3, RES, RES))
+    model = randomize_(mnv3.create_model("mobilenetv3_small_100"), images=torch.randn(8, 3, RES, RES))
     expected = ExpectedOps.of(model)
     fp32 = tmp_path / "fp32.onnx"
     export_onnx(export_ready(model), torch.randn(1, 3, RES, RES), fp32)

@@ -18,7 +18,7 @@ import mnv3
 from mnv3.deploy import available
 from mnv3.deploy.export import export_model, load_predictor
 from mnv3.deploy.prepare import ExpectedOps, export_ready, fold_se_gate_
-from mnv3.deploy.testing import lively_
+from mnv3.models.testing import randomize_
 
 RES = 64
 needs_et = pytest.mark.skipif(not available("executorch"), reason="ExecuTorch is not installed: pip install 'mnv3[executorch]'")
@@ -27,9 +27,8 @@ needs_litert = pytest.mark.skipif(not available("litert"), reason="LiteRT is not
 
 @pytest.fixture(scope="module")
 def small() -> nn.Module:
-    return lively_(
-        mnv3.create_model("mobilenetv3_small_100"), torch.randn(16, 3, RES, RES, generator=torch.Generator().manual_seed(3))
-    )
+    images = torch.randn(16, 3, RES, RES, generator=torch.Generator().manual_seed(3))
+    return randomize_(mnv3.create_model("mobilenetv3_small_100"), images=images)
 
 
 def test_se_gate_fold_is_exact(small):
@@ -55,7 +54,7 @@ def test_int8_same_padding_shares_quantization(tmp_path):
     torch.manual_seed(0)  # the networks' initial weights
     g = torch.Generator().manual_seed(3)
     images, calib, samples = (torch.randn(n, 3, RES, RES, generator=g) for n in (16, 8, 32))
-    model = lively_(mnv3.create_model("mobilenetv3_small_100", preset="paper"), images)
+    model = randomize_(mnv3.create_model("mobilenetv3_small_100", preset="paper"), images=images)
     q = pt2e_ptq(export_ready(model, fold_gate=True), samples[:1], calib, xnnpack_quantizer())
     with torch.no_grad():
         before = torch.cat([q(x[None]) for x in samples])
@@ -69,7 +68,7 @@ def test_int8_same_padding_shares_quantization(tmp_path):
 
     quant_ops = {}
     for preset in ("torchvision", "paper"):
-        m = lively_(mnv3.create_model("mobilenetv3_small_100", preset=preset), images)
+        m = randomize_(mnv3.create_model("mobilenetv3_small_100", preset=preset), images=images)
         report = export_model(m, tmp_path / f"{preset}.pte", "executorch", resolution=RES, int8=True, calibration=calib, samples=samples)
         gr = report.graph
         assert gr is not None and gr.ok and gr.partitions == 1, report.summary()

@@ -17,9 +17,9 @@ from torchvision.transforms import v2 as T  # noqa: E402
 
 import mnv3  # noqa: E402
 from mnv3.cli.main import main  # noqa: E402
+from mnv3.models.testing import randomize_  # noqa: E402
 from mnv3.utils.preprocessing import Preprocessing  # noqa: E402
 from mnv3.weights import WeightsMeta, save_weights  # noqa: E402
-from mnv3.weights.testing import randomize_  # noqa: E402
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -15,10 +15,10 @@ import torch
 import torchvision
 
 import mnv3
+from mnv3.models.testing import randomize_
 from mnv3.spec.conventions import Preset
 from mnv3.utils.preprocessing import IMAGENET
 from mnv3.weights import Checksum, DownloadError, HashAlgorithm, Library, WeightsEntry, fetch
-from mnv3.weights.testing import randomize_
 
 
 class _Server:

@@ -7,9 +7,9 @@ import torch
 import torchvision
 
 import mnv3
+from mnv3.models.testing import randomize_
 from mnv3.utils.preprocessing import Preprocessing
 from mnv3.weights import WeightsMeta, load_weights_into, model_from_file, save_weights
-from mnv3.weights.testing import randomize_
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,16 @@ def test_grayscale_metadata_round_trips(tmp_path) -> None:
     assert back.spec == model.spec and back_meta.preprocessing == prep and back_meta.categories == meta.categories
 
 
+def test_preprocessing_for_channels_averages_rgb_for_one_channel() -> None:
+    rgb = Preprocessing(resize=40, crop=32, mean=(0.3, 0.4, 0.5), std=(0.1, 0.2, 0.3))
+    assert rgb.for_channels(3) is rgb
+    gray = rgb.for_channels(1)
+    assert gray.grayscale and (gray.resize, gray.crop) == (40, 32)
+    torch.testing.assert_close(torch.tensor(gray.mean + gray.std), torch.tensor([0.4, 0.2]))
+    back = gray.for_channels(3)  # one channel spread over three (a grayscale net fed RGB tensors)
+    assert not back.grayscale and back.mean == gray.mean * 3 and back.std == gray.std * 3
+
+
 def test_missing_weights_name_or_file() -> None:
     model = mnv3.create_model("mobilenetv3_small_100")
     with pytest.raises(FileNotFoundError, match="not a named weights entry"):
@@ -100,3 +110,4 @@ def test_grayscale_fine_tuning_sums_the_stem(tv_small) -> None:
     torch.testing.assert_close(model.stem.conv(g), src.features[0][0](g.expand(1, 3, 32, 32)))
     prep = model.weights_meta.preprocessing
     assert prep.grayscale and len(prep.mean) == len(prep.std) == 1
+    assert prep == Preprocessing().for_channels(1)  # torchvision's ImageNet mean / std, channel-averaged

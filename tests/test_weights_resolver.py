@@ -20,11 +20,11 @@ from PIL import Image
 import mnv3
 from mnv3.cli.main import main
 from mnv3.deploy import runtimes
+from mnv3.models.testing import randomize_
 from mnv3.spec.serialize import spec_to_dict
 from mnv3.train.checkpoint import save_checkpoint
 from mnv3.train.config import TrainConfig
-from mnv3.weights import load_model, resolve
-from mnv3.weights.testing import randomize_
+from mnv3.weights import convert_checkpoint, load_model, load_weights_into, resolve
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,31 @@ def test_contradicting_options_are_refused_everywhere(sources, capsys) -> None:
         assert "not preset 'paper'" in err or "not 'paper'" in err
         assert main(["profile", "--weights", str(p), "--width", "0.75"]) == 2
         assert "mobilenetv3_small_100+width=0.75" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["tv.pth", "small.safetensors", "last.pt"])
+def test_a_file_is_read_once_per_resolve(sources, monkeypatch, name) -> None:
+    """Library detection, shape inference and conversion share one read (torch.load / safetensors' load_file)."""
+    import safetensors.torch
+
+    _, root, _ = sources
+    model = mnv3.create_model("mobilenetv3_small_100", preset="torchvision", num_classes=4)
+    reads: list[str] = []
+
+    def counted(real):
+        def read(f, *args, **kwargs):
+            reads.append(str(f))
+            return real(f, *args, **kwargs)
+
+        return read
+
+    monkeypatch.setattr(torch, "load", counted(torch.load))
+    monkeypatch.setattr(safetensors.torch, "load_file", counted(safetensors.torch.load_file))
+    calls = [lambda: resolve(root / name), lambda: load_model(root / name), lambda: load_weights_into(model, root / name)]
+    if name == "tv.pth":
+        calls.append(lambda: resolve(root / name, model="mobilenet_v3_small"))
+        calls.append(lambda: convert_checkpoint(root / name, "torchvision"))
+    for call in calls:
+        reads.clear()
+        call()
+        assert reads == [str(root / name)]

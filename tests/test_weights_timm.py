@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import mnv3
+from mnv3.models.testing import randomize_
 from mnv3.spec.conventions import Preset
 from mnv3.weights import convert_checkpoint
 from mnv3.weights.load import resolve_model
-from mnv3.weights.testing import randomize_
 
 timm = pytest.importorskip("timm")
 

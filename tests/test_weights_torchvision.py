@@ -7,10 +7,10 @@ import torch
 import torchvision
 
 import mnv3
+from mnv3.models.testing import randomize_
 from mnv3.spec.conventions import Preset
 from mnv3.weights import convert_checkpoint, mnv3_to_torchvision, save_torchvision
 from mnv3.weights.load import resolve_model
-from mnv3.weights.testing import randomize_
 
 VARIANTS = [
     ("mobilenet_v3_large", "mobilenetv3_large_100", torchvision.models.mobilenet_v3_large),

@@ -13,8 +13,4 @@ def preprocessing_for(meta: WeightsMeta | None, resolution: int, in_chans: int) 
     pp = meta.preprocessing if meta is not None else IMAGENET
     if pp.crop != resolution:
         pp = dataclasses.replace(pp, resize=round(resolution * pp.resize / pp.crop), crop=resolution)
-    if len(pp.mean) != in_chans:
-        pp = dataclasses.replace(
-            pp, mean=(sum(pp.mean) / len(pp.mean),) * in_chans, std=(sum(pp.std) / len(pp.std),) * in_chans, grayscale=in_chans == 1
-        )
-    return pp
+    return pp.for_channels(in_chans)

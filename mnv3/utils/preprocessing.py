@@ -6,6 +6,7 @@ input pipeline, :func:`mnv3.data.transforms.eval_transform`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ class Preprocessing:
             if k in d:
                 d[k] = tuple(float(v) for v in d[k])
         return cls(**d)
+
+    def for_channels(self, n: int) -> Preprocessing:
+        """This preprocessing for ``n`` channels: mean / std averaged over channels if their count differs, grayscale for 1."""
+        if len(self.mean) == n:
+            return self
+        mean, std = sum(self.mean) / len(self.mean), sum(self.std) / len(self.std)
+        return dataclasses.replace(self, mean=(mean,) * n, std=(std,) * n, grayscale=n == 1)
 
 
 IMAGENET = Preprocessing()

@@ -45,17 +45,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix not in TORCH_SUFFIXES:
         raise ValueError(f"{path}: unknown checkpoint type {path.suffix!r}; expected one of {[*TORCH_SUFFIXES, '.safetensors', *KERAS_SUFFIXES]}")
     obj = load_torch_file(path, "checkpoint")  # weights_only=True; clear errors for unsafe, truncated or foreign files
-    return _unwrap(obj, path)
+    return unwrap_state(obj, path)
 
 
-def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
+def unwrap_state(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """The flat state dict inside what ``torch.load`` returned for ``path`` (wrappers and 'module.' removed)."""
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state = dict(obj)
     elif isinstance(obj, dict):
         inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
         if inner is None:
             raise ValueError(f"{path} holds no state dict: top-level keys {list(obj)[:8]}; expected tensors or one of {list(_WRAPPER_KEYS)}")
-        state = _unwrap(inner, path)
+        state = unwrap_state(inner, path)
     else:
         raise ValueError(f"{path} holds a {type(obj).__name__}, not a state dict")
     odd = [k for k in state if not isinstance(k, str)]
@@ -71,19 +72,19 @@ def is_keras_file(path: str | Path) -> bool:
     return Path(path).suffix in KERAS_SUFFIXES
 
 
-def detect_format(path: str | Path) -> FileFormat:
-    """Which library wrote the file: mnv3 (spec in the safetensors header or mnv3 keys), torchvision, timm or Keras."""
+def detect_format(path: str | Path, state: dict[str, torch.Tensor] | None = None) -> FileFormat:
+    """Which library wrote the file (mnv3: spec in its safetensors header or mnv3 keys), from ``state`` if already read."""
     path = Path(path)
     if is_keras_file(path):
         return FileFormat.KERAS
-    if path.suffix == ".safetensors":
+    if state is None and path.suffix == ".safetensors":
         from mnv3.weights.io import SPEC_KEY, read_weights
 
         tensors, header = read_weights(path)
         if SPEC_KEY in header:
             return FileFormat.MNV3
         state = tensors
-    else:
+    elif state is None:
         state = read_state_dict(path)
     for marker, fmt in (
         (MNV3_MARKER, FileFormat.MNV3),

@@ -76,7 +76,14 @@ def map_file(path: str | Path, library: Library | str) -> Mapped:
     library = Library(library)
     if library is Library.KERAS:
         return keras_to_mnv3(read_keras_weights(path))
-    state = read_state_dict(path)
+    return map_state(read_state_dict(path), library)
+
+
+def map_state(state: dict[str, torch.Tensor], library: Library | str) -> Mapped:
+    """A torchvision / timm state dict already read from its file, renamed to mnv3 keys."""
+    library = Library(library)
+    if library is Library.KERAS:
+        raise ValueError("Keras weights are read from their file: use map_file")
     return torchvision_to_mnv3(state) if library is Library.TORCHVISION else timm_to_mnv3(state)
 
 

@@ -34,10 +34,10 @@ from mnv3.spec.types import ModelSpec
 from mnv3.utils.preprocessing import Preprocessing
 from mnv3.utils.suggest import did_you_mean
 from mnv3.utils.torchfile import load_torch_file
-from mnv3.weights.checkpoint import TORCH_SUFFIXES, FileFormat, detect_format
+from mnv3.weights.checkpoint import TORCH_SUFFIXES, FileFormat, detect_format, unwrap_state
 from mnv3.weights.convert.common import LIBRARY_PRESETS, Library, check_fits, expected_shapes, fitting_models, numerics_match
 from mnv3.weights.io import META_KEY, SPEC_KEY, WeightsMeta, read_weights
-from mnv3.weights.load import SOURCE_NAMES, default_meta, entry_meta, map_file, resolve_model
+from mnv3.weights.load import SOURCE_NAMES, default_meta, entry_meta, map_file, map_state, resolve_model
 from mnv3.weights.named import WEIGHTS, WeightsEntry, get_weights
 
 RUN_WEIGHTS = "model.safetensors"
@@ -104,6 +104,14 @@ def resolve(
     ``tf_mobilenetv3_large_075``), a spec or a spec file. Class count and input channels are not
     checked here: :func:`load_model` adapts them for fine-tuning.
     """
+    return _resolve(source, model, preset, progress, overrides)
+
+
+def _resolve(
+    source: WeightsEntry | str | os.PathLike, model: Any, preset: Preset | str | None, progress: bool, overrides: dict[str, Any],
+    foreign_model: ModelSpec | None = None,
+) -> Resolved:
+    """:func:`resolve`, reading a file once; ``foreign_model`` is the network a foreign checkpoint file is loaded into."""
     preset = Preset(preset) if preset is not None else None
     entry = source if isinstance(source, WeightsEntry) else WEIGHTS.get(source) if isinstance(source, str) else None
     if entry is not None:
@@ -118,14 +126,21 @@ def resolve(
         )
     if path.is_dir():
         path = _run_file(path)
+    # the file is read here, once: its tensors go down to format detection, shape inference and conversion
+    state: dict[str, torch.Tensor] | None = None
+    header: dict[str, str] = {}
     if path.suffix in TORCH_SUFFIXES:
         obj = _torch_load(path)
         if _is_training_checkpoint(obj):
             return _checked(_from_training_checkpoint(path, obj), model, preset, overrides)
-    fmt = detect_format(path)
+        state = unwrap_state(obj, path)
+    elif path.suffix == ".safetensors":
+        state, header = read_weights(path)
+    fmt = FileFormat.MNV3 if SPEC_KEY in header else detect_format(path, state)
     if fmt is FileFormat.MNV3:
-        return _checked(_from_mnv3_file(path), model, preset, overrides)
-    return _from_foreign(path, Library(fmt.value), model, preset, overrides)
+        mnv3 = _from_mnv3_file(path, (state, header) if path.suffix == ".safetensors" else None)
+        return _checked(mnv3, model, preset, overrides)
+    return _from_foreign(path, Library(fmt.value), model if foreign_model is None else foreign_model, preset, overrides, state)
 
 
 def _run_file(folder: Path) -> Path:
@@ -150,8 +165,8 @@ def _from_entry(entry: WeightsEntry, progress: bool) -> Resolved:
     return Resolved(spec, mapped.tensors, entry_meta(entry), SourceKind.NAMED, entry.name, entry.library)
 
 
-def _from_mnv3_file(path: Path) -> Resolved:
-    tensors, header = read_weights(path)
+def _from_mnv3_file(path: Path, read: tuple[dict[str, torch.Tensor], dict[str, str]] | None = None) -> Resolved:
+    tensors, header = read if read is not None else read_weights(path)  # a .pth of mnv3 keys gets read_weights' error
     meta = WeightsMeta.from_json(header[META_KEY]) if META_KEY in header else WeightsMeta()
     if SPEC_KEY in header:
         spec = spec_from_dict(json.loads(header[SPEC_KEY]))
@@ -242,10 +257,13 @@ def _check(spec: ModelSpec, location: str, model: Any, preset: Preset | None, ov
         )
 
 
-def _from_foreign(path: Path, library: Library, model: Any, preset: Preset | None, overrides: dict[str, Any]) -> Resolved:
-    """A torchvision / timm / Keras checkpoint: the model comes from ``model`` or from the tensors' shapes."""
+def _from_foreign(
+    path: Path, library: Library, model: Any, preset: Preset | None, overrides: dict[str, Any],
+    state: dict[str, torch.Tensor] | None = None,
+) -> Resolved:
+    """A torchvision / timm / Keras checkpoint (``state``: its tensors, if read): the model is ``model`` or told by the shapes."""
     try:
-        mapped = map_file(path, library)
+        mapped = map_file(path, library) if state is None else map_state(state, library)
     except ValueError as e:  # the converters describe the tensors; the line must also name the file
         raise (e if str(path) in str(e) else ValueError(f"{path}: {e}")) from None
     if preset is not None and preset not in LIBRARY_PRESETS[library]:
@@ -318,8 +336,7 @@ def adapt_for_finetuning(res: Resolved, num_classes: int, in_chans: int) -> tupl
         if (in_chans, res.spec.in_chans) != (1, 3):
             raise ValueError(f"weights for {res.spec.in_chans}-channel input cannot be adapted to {in_chans} channels (only RGB -> 1)")
         tensors["stem.conv.weight"] = tensors["stem.conv.weight"].sum(dim=1, keepdim=True)
-        p = meta.preprocessing
-        meta.preprocessing = dataclasses.replace(p, grayscale=True, mean=(sum(p.mean) / len(p.mean),), std=(sum(p.std) / len(p.std),))
+        meta.preprocessing = meta.preprocessing.for_channels(1)
     return tensors, meta
 
 
@@ -384,8 +401,8 @@ def load_weights_into(model: nn.Module, weights: WeightsEntry | str | os.PathLik
     entry = weights if isinstance(weights, WeightsEntry) else WEIGHTS.get(weights) if isinstance(weights, str) else None
     if entry is not None:
         _refuse_other_network(spec, entry_spec(entry), entry.name, weights)  # before any download
-    foreign = entry is None and Path(weights).is_file() and _foreign_library(Path(weights)) is not None
-    res = resolve(weights, model=spec if foreign else None, progress=progress)
+    foreign_model = spec if entry is None and Path(weights).is_file() else None  # a foreign checkpoint is loaded as this network
+    res = _resolve(weights, None, None, progress, {}, foreign_model=foreign_model)
     _refuse_other_network(spec, res.spec, res.location, weights)
     tensors, meta = adapt_for_finetuning(res, spec.num_classes, spec.in_chans)
     _put(model, tensors)
@@ -409,13 +426,6 @@ def _refuse_other_network(spec: ModelSpec, held_spec: ModelSpec, location: str, 
             f"{own.value if own else 'custom'}) is a different network or uses other conventions. Build it from the "
             f"weights: {fix}"
         )
-
-
-def _foreign_library(path: Path) -> Library | None:
-    if path.suffix in TORCH_SUFFIXES and _is_training_checkpoint(_torch_load(path)):
-        return None
-    fmt = detect_format(path)
-    return None if fmt is FileFormat.MNV3 else Library(fmt.value)
 
 
 def create_pretrained(name: str, *, progress: bool = True, **overrides: Any) -> MobileNetV3:
