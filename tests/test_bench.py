@@ -19,6 +19,7 @@ from mnv3.deploy.records import SCHEMA, LatencyRecord, Machine, read_jsonl
 from mnv3.deploy.runtimes import Runtime
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not runtimes.available("onnx"), reason="ONNX Runtime is not installed: pip install 'mnv3[export]'")
 def test_bench_cli_end_to_end(tmp_path, capsys):
     out, png = tmp_path / "bench.jsonl", tmp_path / "layers.png"

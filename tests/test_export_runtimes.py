@@ -42,6 +42,7 @@ def test_se_gate_fold_is_exact(small):
     assert any(isinstance(m, nn.BatchNorm2d) for m in small.modules())  # the caller's model is untouched
 
 
+@pytest.mark.slow
 @needs_et
 def test_int8_same_padding_shares_quantization(tmp_path):
     """Paper preset (TF-SAME pads) in int8: each pad moves below its quantize / dequantize pair.
@@ -97,6 +98,7 @@ def test_executorch_export_one_delegate_matches(small, tmp_path):
     assert np.array_equal(from_bytes(x), p(x))
 
 
+@pytest.mark.slow
 @needs_litert
 def test_litert_export_nhwc_one_delegate_matches(small, tmp_path):
     out = tmp_path / "small.tflite"

@@ -29,6 +29,7 @@ ARGS = ["--max-steps", "20", "--epochs", "1", "--batch-size", "64", "--resolutio
         "--set", "random_erasing=0.25", "--set", "ema_decay=0.9"]
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path: Path):
     try:
         fm.load_split("test")

@@ -88,6 +88,7 @@ def test_weights_flag_starts_from_saved_weights(run: Path, tmp_path: Path):
     assert first["step"] == 1 and first["loss"] < 2.0 and abs(first["loss"] - sum(trained[-5:]) / 5) < 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not available("executorch"), reason="ExecuTorch is not installed: pip install 'mnv3[executorch]'")
 def test_qat_run_writes_float_weights_and_its_int8_program(run: Path, tmp_path: Path):
     """`mnv3 train --qat` from trained weights: float weights plus the int8 program it was trained for, run in ExecuTorch."""

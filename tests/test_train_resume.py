@@ -39,6 +39,7 @@ def _train_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
+@pytest.mark.slow
 def test_sigint_then_resume_repeats_the_uninterrupted_run_exactly(tmp_path: Path):
     try:
         fm.load_split("test")

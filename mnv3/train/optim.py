@@ -1,16 +1,9 @@
-"""Optimizers and learning-rate schedules, built from a :class:`TrainConfig` with torch.optim.
+"""Optimizers and learning-rate schedules, built from a :class:`TrainConfig`.
 
-``rmsprop_tf`` is the paper's TF RMSProp (§6.1.1) expressed with ``torch.optim.RMSprop``:
-
-* TF divides by ``sqrt(ms + eps)``, torch by ``sqrt(ms) + eps``. We pass torch ``eps = sqrt(eps_tf)``
-  (torchvision's recipe does the same: 0.0316 = sqrt(1e-3)). The denominators then agree to a
-  relative ``sqrt(min(ms, eps_tf) / max(ms, eps_tf))``: exactly in the limits ms << eps_tf (small
-  gradients, the usual case late in training) and ms >> eps_tf, and at worst by sqrt(2) at
-  ms == eps_tf. Torch's step is never larger than TF's (sqrt(a) + sqrt(b) >= sqrt(a + b)).
-* TF initialises the squared-gradient average to 1, torch to 0 (which makes the first steps
-  ~1/sqrt(1 - rho) = 3.2x larger). We pre-fill torch's ``square_avg`` state with ones.
-* TF applies the learning rate inside the momentum buffer, torch outside; they differ only while
-  the learning rate changes, by the ratio of consecutive rates (<= 1 % per step here).
+``rmsprop_tf`` is the paper's TF RMSProp (§6.1.1), :class:`mnv3.train.rmsprop_tf.RMSpropTF`: TF's
+update exactly (squared average started at 1, ``eps`` inside the square root, lr inside the momentum
+buffer). ``cfg.eps`` is passed as is, so for ``rmsprop_tf`` it is TF's epsilon (the recipes' 1e-3);
+for ``rmsprop`` (torch.optim.RMSprop, eps outside the root) and ``adamw`` it is torch's.
 """
 
 from __future__ import annotations
@@ -22,6 +15,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from mnv3.train.config import TrainConfig
+from mnv3.train.rmsprop_tf import RMSpropTF
 
 
 def param_groups(model: nn.Module, weight_decay: float, decay_norm_bias: bool) -> list[dict]:
@@ -35,28 +29,12 @@ def param_groups(model: nn.Module, weight_decay: float, decay_norm_bias: bool) -
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def prefill_tf_rmsprop_state(opt: torch.optim.RMSprop) -> None:
-    """Start RMSprop's squared-gradient average at 1, as TF's RMSPropOptimizer does."""
-    for group in opt.param_groups:
-        for p in group["params"]:
-            state = opt.state[p]
-            if not state:
-                state["step"] = torch.zeros((), dtype=torch.float32)
-                state["square_avg"] = torch.ones_like(p, memory_format=torch.preserve_format)
-                if group["momentum"] > 0:
-                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                if group["centered"]:
-                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """The configured optimizer at the batch-scaled learning rate."""
     groups = param_groups(model, cfg.weight_decay, cfg.wd_norm_bias)
     lr = cfg.effective_lr()
     if cfg.optimizer == "rmsprop_tf":
-        opt = torch.optim.RMSprop(groups, lr=lr, alpha=cfg.rmsprop_decay, eps=math.sqrt(cfg.eps), momentum=cfg.momentum)
-        prefill_tf_rmsprop_state(opt)
-        return opt
+        return RMSpropTF(groups, lr=lr, alpha=cfg.rmsprop_decay, eps=cfg.eps, momentum=cfg.momentum)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(groups, lr=lr, alpha=cfg.rmsprop_decay, eps=cfg.eps, momentum=cfg.momentum)
     if cfg.optimizer == "sgd":
