@@ -63,7 +63,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     # one set of outputs: rank 1 wrote nothing, no record is doubled
     assert [p.name for p in (tmp_path / "ddp").iterdir()] == ["run"]
     assert sorted(p.name for p in ddp.iterdir()) == sorted(
-        ["config.yaml", "metrics.jsonl", "curves.png", "confusion.png", "last.pt", "best.pt", "final_metrics.json", "model.safetensors", "tensorboard"]
+        [".lock", "status.json", "config.yaml", "metrics.jsonl", "curves.png", "confusion.png", "last.pt", "best.pt", "final_metrics.json", "model.safetensors", "tensorboard"]
     )
     records = read_metrics(ddp / "metrics.jsonl")
     assert len(records) == len({(r["kind"], r["step"]) for r in records})

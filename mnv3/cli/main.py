@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "mnv3.cli.convert_cmd",
     "mnv3.cli.predict_cmd",
     "mnv3.cli.train_cmd",
+    "mnv3.cli.runs_cmd",
     "mnv3.cli.eval_cmd",
     "mnv3.cli.export_cmd",
     "mnv3.cli.bench_cmd",

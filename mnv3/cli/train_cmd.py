@@ -90,13 +90,13 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (recipe or checkpoint, then flags), train, print the result; returns the exit code."""
-    from mnv3.train.checkpoint import load_checkpoint
-    from mnv3.train.config import apply_overrides, config_from_dict, dump_config, load_recipe
-    from mnv3.train.engine import RunStatus, train
+    from mnv3.train.config import apply_overrides, dump_config, load_recipe
+    from mnv3.train.engine import RunStatus, resume_config, train
+    from mnv3.train.run_state import RunLockedError
 
     overrides = overrides_from_args(args)
     if args.resume:
-        cfg = apply_overrides(config_from_dict(load_checkpoint(args.resume)["config"]), overrides)
+        cfg = apply_overrides(resume_config(args.resume), overrides)
     else:
         cfg = load_recipe(args.recipe, overrides)
     if args.print_config:
@@ -107,8 +107,12 @@ def run(args: argparse.Namespace) -> int:
         from mnv3.deploy.quantize import qat_hooks
 
         hooks = qat_hooks()
-    result = train(cfg, resume=args.resume, hooks=hooks)
-    if result.status is RunStatus.NONFINITE:
+    try:
+        result = train(cfg, resume=args.resume, hooks=hooks)
+    except RunLockedError as e:
+        print(f"mnv3 train: error: {e}", file=sys.stderr)
+        return 2
+    if result.status in (RunStatus.NONFINITE, RunStatus.WRITE_FAILED):
         print(f"mnv3 train: error: {result.message}", file=sys.stderr)
         return result.exit_code
     if result.status is RunStatus.INTERRUPTED:

@@ -233,8 +233,8 @@ def convert_qat(qat: QATModel) -> nn.Module:
     return converted
 
 
-def write_qat_program(qat: nn.Module, run_dir: Path, example: torch.Tensor, log: Callable[[str], None]) -> None:
-    """A QAT run's int8 network as an ExecuTorch-XNNPACK program (``model-int8.pte``), atomically.
+def write_qat_program(qat: nn.Module, run_dir: Path, example: torch.Tensor, log: Callable[[str], None]) -> list[Path]:
+    """A QAT run's int8 network as an ExecuTorch-XNNPACK program (``model-int8.pte``), atomically; returns what it wrote.
 
     This is the quantization the network was trained for (its learned ranges); exporting the float
     ``model.safetensors`` with ``mnv3 export --int8`` would calibrate anew (post-training).
@@ -244,13 +244,14 @@ def write_qat_program(qat: nn.Module, run_dir: Path, example: torch.Tensor, log:
 
     if not available("executorch"):
         log("int8 program not written: ExecuTorch is not installed (pip install 'mnv3[executorch]')")
-        return
+        return []
     from mnv3.deploy.executorch_backend import lower_to_xnnpack
 
     program, _ = lower_to_xnnpack(convert_qat(qat.cpu()), example, None)
     atomic_write_bytes(Path(run_dir) / "model-int8.pte", program)
     size = example.shape[-1]
     log(f"int8 program (ExecuTorch-XNNPACK, {size}x{size}): {Path(run_dir) / 'model-int8.pte'}")
+    return [Path(run_dir) / "model-int8.pte"]
 
 
 def qat_hooks() -> Hooks:

@@ -29,7 +29,8 @@ VERIFY = ("full", "header", "none")
 class TrainConfig:
     """Every knob of a run. Defaults are the paper's (§6.1.1) where it gives one; see recipes/paper.yaml."""
 
-    # model
+    # task and model
+    task: str = "classification"  # a name in mnv3.tasks.TASKS: what the outputs mean (loss, metrics, reports)
     model: str = "mobilenetv3_large_100"
     preset: str | None = None  # convention preset; None: the weights' preset when fine-tuning, else paper
     width: float | None = None
@@ -219,6 +220,9 @@ def _choice(name: str, value: Any, choices: tuple) -> None:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check ranges and choices so a typo fails before any data is read."""
+    from mnv3.tasks import TASKS
+
+    _choice("task", cfg.task, tuple(TASKS))
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("precision", cfg.precision, PRECISIONS)

@@ -16,8 +16,9 @@ from torch.utils.data import DataLoader
 
 from mnv3.data import fashion_mnist as fm
 from mnv3.data.eval_sets import eval_set
+from mnv3.tasks.classification import ClassificationTask, EvalResult
 from mnv3.train.distributed import resolve_device
-from mnv3.train.evaluate import EvalResult, evaluate
+from mnv3.train.evaluate import evaluate
 from mnv3.utils.atomic import atomic_write_bytes
 from mnv3.weights.resolve import load_model
 
@@ -46,8 +47,6 @@ def run_eval(
 
     ``subset`` takes that many images spread over the whole set (every class of a class-ordered folder).
     """
-    from mnv3.train.plots import plot_confusion
-
     net = load_model(source, model=model, preset=preset)
     meta = net.weights_meta
     if meta.categories and data == fm.NAME and meta.categories != list(fm.CLASSES):
@@ -61,11 +60,12 @@ def run_eval(
         )
     loader = DataLoader(es.dataset, batch_size=batch_size, num_workers=workers)
     dev = resolve_device(device)
-    result = evaluate(net.to(dev).eval(), loader, num_classes, dev, classes=es.classes)
+    task = ClassificationTask(es.classes)
+    result = evaluate(net.to(dev).eval(), loader, task.meter(), dev)
+    assert isinstance(result, EvalResult)
     out = Path(out_dir) if out_dir else _report_dir(source)
     out.mkdir(parents=True, exist_ok=True)
     report = {"source": str(source), "data": str(data), "split": split, **result.to_dict()}
     atomic_write_bytes(out / f"eval-{split}.json", json.dumps(report, indent=2).encode())
-    title = f"{Path(str(source)).name} on {data} {split}: top-1 {100 * result.top1:.2f} %"
-    plot_confusion(result.confusion, es.classes, out / f"confusion-{split}.png", title)
+    task.write_reports(result, out, f"confusion-{split}", f"{Path(str(source)).name} on {data} {split}")
     return result, out

@@ -1,47 +1,20 @@
-"""Evaluation of a classifier: top-1 / top-5, loss, per-class accuracy and the confusion matrix.
+"""One evaluation pass of any task: eval mode, autocast, the task's meter, totals summed over processes.
 
-Under torchrun each process evaluates a disjoint shard (no padding) and the counts are summed.
+Under torchrun each process evaluates a disjoint shard (no padding) and the meters' totals are summed.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mnv3.tasks.base import Evaluation, Meter
+from mnv3.tasks.classification import EvalResult
 from mnv3.train.distributed import all_reduce_
-from mnv3.train.metrics import confusion_matrix, per_class_accuracy, topk_correct
 
-
-@dataclass
-class EvalResult:
-    """Totals of one pass over a dataset."""
-
-    top1: float
-    top5: float
-    loss: float
-    count: int
-    confusion: torch.Tensor
-    classes: list[str] = field(default_factory=list)
-
-    @property
-    def per_class(self) -> list[float]:
-        """Accuracy of each class (recall), from the confusion matrix."""
-        return per_class_accuracy(self.confusion)
-
-    def to_dict(self) -> dict:
-        """JSON-ready metrics: top-1, top-5, loss, count, per-class accuracy by name, confusion matrix."""
-        return {
-            "top1": self.top1,
-            "top5": self.top5,
-            "loss": self.loss,
-            "count": self.count,
-            "per_class": dict(zip(self.classes or [str(i) for i in range(len(self.per_class))], self.per_class, strict=True)),
-            "confusion": self.confusion.tolist(),
-        }
+__all__ = ["EvalResult", "autocast", "evaluate"]
 
 
 def autocast(device: torch.device, precision: str):
@@ -55,19 +28,11 @@ def autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module,
-    loader,
-    num_classes: int,
-    device: torch.device,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    classes: list[str] | None = None,
-) -> EvalResult:
-    """One pass in eval mode; returns the metrics summed over all processes."""
+    model: nn.Module, loader, meter: Meter, device: torch.device, precision: str = "fp32", channels_last: bool = False
+) -> Evaluation:
+    """One pass in eval mode through ``meter``; returns its result summed over all processes."""
     was_training = model.training
     model.eval()
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    sums = torch.zeros(4, dtype=torch.float64)  # top1, top5, loss, count
     try:
         for x, y in loader:
             x = x.to(device, non_blocking=True)
@@ -75,14 +40,10 @@ def evaluate(
                 x = x.contiguous(memory_format=torch.channels_last)
             y = y.to(device, non_blocking=True)
             with autocast(device, precision):
-                logits = model(x)
-            logits = logits.float()
-            t1, t5 = topk_correct(logits, y, (1, 5))
-            sums += torch.tensor([t1, t5, float(F.cross_entropy(logits, y, reduction="sum")), len(y)], dtype=torch.float64)
-            cm += confusion_matrix(logits.argmax(1).cpu(), y.cpu(), num_classes)
+                out = model(x)
+            meter.update(out.float(), y)
     finally:
         model.train(was_training)
-    all_reduce_(sums)
-    all_reduce_(cm)
-    n = max(int(sums[3]), 1)
-    return EvalResult(float(sums[0]) / n, float(sums[1]) / n, float(sums[2]) / n, int(sums[3]), cm, list(classes or []))
+    for t in meter.totals():
+        all_reduce_(t)
+    return meter.result()

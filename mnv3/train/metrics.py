@@ -1,36 +1,11 @@
-"""Classification metrics and the run's metric log (JSON lines, plus TensorBoard when installed)."""
+"""The run's metric log: JSON lines (whole lines only, rewritten atomically on resume), plus TensorBoard."""
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import torch
-
-
-def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[int]:
-    """How many rows have the target among their top-k logits, for each k (capped at the class count)."""
-    kmax = min(max(ks), logits.shape[1])
-    pred = logits.topk(kmax, dim=1).indices
-    hit = pred.eq(target.view(-1, 1))
-    return [int(hit[:, : min(k, kmax)].any(dim=1).sum()) for k in ks]
-
-
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts (true class, predicted class) as an int64 (C, C) matrix."""
-    idx = target.long() * num_classes + pred.long()
-    return torch.bincount(idx, minlength=num_classes * num_classes).view(num_classes, num_classes)
-
-
-def per_class_accuracy(cm: torch.Tensor) -> list[float]:
-    """Recall of each class (diagonal over row sums); NaN for a class with no samples."""
-    rows = cm.sum(dim=1).double()
-    diag = cm.diag().double()
-    return [float(d / r) if r > 0 else math.nan for d, r in zip(diag, rows, strict=True)]
 
 
 class MetricsLogger:
@@ -51,13 +26,18 @@ class MetricsLogger:
             except ImportError:
                 warnings.warn("tensorboard is not installed (pip install 'mnv3[train]'); logging to metrics.jsonl only", stacklevel=2)
 
-    def log(self, kind: str, step: int, **values: Any) -> None:
-        """Append one record (``kind`` is "train" or "eval") and mirror its numbers to TensorBoard."""
+    def log(self, kind: str, step: int, replace: bool = False, **values: Any) -> None:
+        """Append one record (``kind`` is "train" or "eval") and mirror its numbers to TensorBoard.
+
+        ``replace``: make it the only ``kind`` record at ``step`` and the last one (:func:`replace_records`).
+        """
         if not self.enabled:
             return
-        rec = {"kind": kind, "step": step, **values}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(rec) + "\n")
+        if replace:
+            replace_records(self.path, kind, step, values)
+        else:
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
         if self.tb is not None:
             for k, v in values.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("epoch",):
@@ -93,4 +73,17 @@ def truncate_metrics(path: str | Path, after_step: int) -> None:
     if not p.is_file():
         return
     keep = [r for r in read_metrics(p) if r.get("step", 0) <= after_step]
+    atomic_write_bytes(p, "".join(json.dumps(r) + "\n" for r in keep).encode())
+
+
+def replace_records(path: str | Path, kind: str, step: int, record: dict[str, Any]) -> None:
+    """Make ``record`` the one ``kind`` record at ``step`` and drop every later record (atomic rewrite).
+
+    The final evaluation logs through this, so a run killed and resumed around it logs it exactly once.
+    """
+    from mnv3.utils.atomic import atomic_write_bytes
+
+    p = Path(path)
+    keep = [r for r in read_metrics(p) if r.get("step", 0) < step or (r.get("step") == step and r.get("kind") != kind)]
+    keep.append({"kind": kind, "step": step, **record})
     atomic_write_bytes(p, "".join(json.dumps(r) + "\n" for r in keep).encode())

@@ -1,4 +1,4 @@
-"""PNG figures of a run: training curves and the confusion matrix (matplotlib, Agg backend)."""
+"""PNG figures of a run: training curves (matplotlib, Agg backend; written atomically). Task figures live in mnv3.tasks."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from mnv3.utils.atomic import atomic_save_figure
 
 
 def _pyplot():
@@ -36,31 +36,7 @@ def plot_curves(records: Sequence[dict[str, Any]], out: str | Path) -> Path | No
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
-
-
-def plot_confusion(cm: torch.Tensor, classes: Sequence[str], out: str | Path, title: str = "confusion matrix") -> Path:
-    """Row-normalised confusion matrix with counts in each cell."""
-    plt = _pyplot()
-    n = len(classes)
-    norm = cm.double() / cm.sum(dim=1, keepdim=True).clamp(min=1).double()
-    size = max(6.0, 0.55 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), classes, rotation=60, ha="right")
-    ax.set_yticks(range(n), classes)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                c = int(cm[i, j])
-                if c:
-                    ax.text(j, i, str(c), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    try:
+        return atomic_save_figure(fig, out)
+    finally:
+        plt.close(fig)
