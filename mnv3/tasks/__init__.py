@@ -2,8 +2,10 @@
 
 from mnv3.tasks.base import Evaluation, Meter, Task
 from mnv3.tasks.classification import ClassificationTask, EvalResult
+from mnv3.tasks.detection import DetectionTask
+from mnv3.utils.suggest import did_you_mean
 
-TASKS: dict[str, type[Task]] = {ClassificationTask.name: ClassificationTask}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (ClassificationTask, DetectionTask)}
 
 
 def task_class(name: str) -> type[Task]:
@@ -11,7 +13,7 @@ def task_class(name: str) -> type[Task]:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; the registered tasks are {sorted(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; the registered tasks are {sorted(TASKS)}.{did_you_mean(name, TASKS)}") from None
 
 
-__all__ = ["TASKS", "ClassificationTask", "EvalResult", "Evaluation", "Meter", "Task", "task_class"]
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "EvalResult", "Evaluation", "Meter", "Task", "task_class"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 
 
 class Evaluation(ABC):
@@ -43,12 +44,18 @@ class Meter(ABC):
     """Accumulates a task's metrics over batches; its totals are sums, so processes add them up exactly."""
 
     @abstractmethod
-    def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """Add one batch (outputs in float32, targets as the dataset gives them)."""
+    def update(self, outputs: Any, targets: Any) -> None:
+        """Add one batch (the network's outputs, possibly in reduced precision; targets as the dataset gives them)."""
 
-    @abstractmethod
     def totals(self) -> list[torch.Tensor]:
-        """The accumulators, summed in place over processes by the evaluator (torch.distributed all-reduce)."""
+        """Tensor accumulators that :meth:`reduce` sums over processes (none by default)."""
+        return []
+
+    def reduce(self, all_reduce: Callable[[torch.Tensor], torch.Tensor], all_gather: Callable[[Any], list[Any]]) -> None:
+        """Combine the processes' shards before :meth:`result`: sums :meth:`totals` in place; a meter that keeps
+        lists (detections for COCO evaluation) gathers them with ``all_gather`` instead."""
+        for t in self.totals():
+            all_reduce(t)
 
     @abstractmethod
     def result(self) -> Evaluation:
@@ -67,8 +74,16 @@ class Task(ABC):
         """The task of a training configuration (the fields it reads are the task's own) over ``classes``."""
 
     @abstractmethod
-    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         """The training loss of a batch (a scalar)."""
+
+    def predict(self, model: nn.Module, images: torch.Tensor) -> Any:
+        """What the meter scores for a batch in eval mode: the network's outputs (detection decodes and runs NMS)."""
+        return model(images)
+
+    def targets_to(self, targets: Any, device: torch.device) -> Any:
+        """Move a batch's targets to ``device`` (a tensor by default; tasks with structured targets override)."""
+        return targets.to(device, non_blocking=True)
 
     @abstractmethod
     def meter(self) -> Meter:
@@ -83,5 +98,6 @@ class Task(ABC):
         """One line for the log (e.g. ``top-1 91.20 %, top-5 99.80 %``)."""
 
     @abstractmethod
-    def write_reports(self, ev: Evaluation, out_dir: Path, stem: str, title: str) -> list[Path]:
-        """The task's report files of an evaluation (figures), each written whole or not at all."""
+    def write_reports(self, ev: Evaluation, out_dir: Path, title: str, suffix: str = "") -> list[Path]:
+        """The task's report files of an evaluation (figures, named by the task, ``suffix`` before the extension),
+        each written whole or not at all."""

@@ -95,6 +95,7 @@ class ClassificationMeter(Meter):
 
     def update(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         """Add a batch of logits (N, C) and class indices (N,)."""
+        outputs = outputs.float()
         t1, t5 = topk_correct(outputs, targets, (1, 5))
         loss = float(F.cross_entropy(outputs, targets, reduction="sum"))
         self.sums += torch.tensor([t1, t5, loss, len(targets)], dtype=torch.float64)
@@ -151,10 +152,10 @@ class ClassificationTask(Task):
         assert isinstance(ev, EvalResult)
         return f"top-1 {100 * ev.top1:.2f} %, top-5 {100 * ev.top5:.2f} %"
 
-    def write_reports(self, ev: Evaluation, out_dir: Path, stem: str, title: str) -> list[Path]:
-        """The confusion matrix as ``<stem>.png`` (e.g. ``confusion.png``)."""
+    def write_reports(self, ev: Evaluation, out_dir: Path, title: str, suffix: str = "") -> list[Path]:
+        """The confusion matrix as ``confusion<suffix>.png``."""
         assert isinstance(ev, EvalResult)
-        return [plot_confusion(ev.confusion, self.classes, Path(out_dir) / f"{stem}.png", f"{title}: {self.summary(ev)}")]
+        return [plot_confusion(ev.confusion, self.classes, Path(out_dir) / f"confusion{suffix}.png", f"{title}: {self.summary(ev)}")]
 
 
 def plot_confusion(cm: torch.Tensor, classes: Sequence[str], out: str | Path, title: str = "confusion matrix") -> Path:

@@ -586,7 +586,7 @@ class Trainer:
         try:
             for x, y in loader:
                 x = x.to(self.device, non_blocking=True)
-                y = y.to(self.device, non_blocking=True)
+                y = self.task.targets_to(y, self.device)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 target = y
@@ -648,7 +648,7 @@ class Trainer:
 
     def _evaluate(self, model: nn.Module) -> Evaluation:
         loader = D.eval_loader(self.data.val, self.info, self.cfg, pin=self.device.type == "cuda")  # type: ignore[arg-type]
-        return evaluate(model, loader, self.task.meter(), self.device, self.cfg.precision, self.cfg.channels_last)
+        return evaluate(model, loader, self.task, self.device, self.cfg.precision, self.cfg.channels_last)
 
     def validate(self, final: bool = False) -> Evaluation | None:
         """Evaluate the saved network (EMA when on, and the raw one beside it) and log it; None without validation data."""
@@ -693,7 +693,7 @@ class Trainer:
                 path = run_dir / "final_metrics.json"
                 atomic_write_text(path, json.dumps({"split": data.val_name, **ev.to_dict()}, indent=2))
                 out.append(path)
-                out += self.task.write_reports(ev, run_dir, "confusion", f"{data.name} {data.val_name}")
+                out += self.task.write_reports(ev, run_dir, f"{data.name} {data.val_name}")
             curves = self._plot_curves()
             if curves is not None:
                 out.append(curves)

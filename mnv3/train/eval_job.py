@@ -61,11 +61,11 @@ def run_eval(
     loader = DataLoader(es.dataset, batch_size=batch_size, num_workers=workers)
     dev = resolve_device(device)
     task = ClassificationTask(es.classes)
-    result = evaluate(net.to(dev).eval(), loader, task.meter(), dev)
+    result = evaluate(net.to(dev).eval(), loader, task, dev)
     assert isinstance(result, EvalResult)
     out = Path(out_dir) if out_dir else _report_dir(source)
     out.mkdir(parents=True, exist_ok=True)
     report = {"source": str(source), "data": str(data), "split": split, **result.to_dict()}
     atomic_write_bytes(out / f"eval-{split}.json", json.dumps(report, indent=2).encode())
-    task.write_reports(result, out, f"confusion-{split}", f"{Path(str(source)).name} on {data} {split}")
+    task.write_reports(result, out, f"{Path(str(source)).name} on {data} {split}", suffix=f"-{split}")
     return result, out

@@ -10,9 +10,9 @@ import contextlib
 import torch
 from torch import nn
 
-from mnv3.tasks.base import Evaluation, Meter
+from mnv3.tasks.base import Evaluation, Task
 from mnv3.tasks.classification import EvalResult
-from mnv3.train.distributed import all_reduce_
+from mnv3.train.distributed import all_gather_object, all_reduce_
 
 __all__ = ["EvalResult", "autocast", "evaluate"]
 
@@ -28,9 +28,10 @@ def autocast(device: torch.device, precision: str):
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, loader, meter: Meter, device: torch.device, precision: str = "fp32", channels_last: bool = False
+    model: nn.Module, loader, task: Task, device: torch.device, precision: str = "fp32", channels_last: bool = False
 ) -> Evaluation:
-    """One pass in eval mode through ``meter``; returns its result summed over all processes."""
+    """One pass of ``task``'s predictions in eval mode through its meter; returns the result over all processes' shards."""
+    meter = task.meter()
     was_training = model.training
     model.eval()
     try:
@@ -38,12 +39,11 @@ def evaluate(
             x = x.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = y.to(device, non_blocking=True)
+            y = task.targets_to(y, device)
             with autocast(device, precision):
-                out = model(x)
-            meter.update(out.float(), y)
+                out = task.predict(model, x)
+            meter.update(out, y)
     finally:
         model.train(was_training)
-    for t in meter.totals():
-        all_reduce_(t)
+    meter.reduce(all_reduce_, all_gather_object)
     return meter.result()
