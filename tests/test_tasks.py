@@ -67,7 +67,7 @@ def test_classification_loss_is_torch_cross_entropy_with_smoothing_and_soft_targ
 
 def test_tasks_are_registered_and_unknown_ones_name_the_known() -> None:
     assert task_class("classification") is ClassificationTask and "classification" in TASKS
-    with pytest.raises(ValueError, match=r"unknown task 'detektion'.*\['classification', 'detection'\]\. Did you mean: detection\?"):
+    with pytest.raises(ValueError, match=r"unknown task 'detektion'.*\['classification', 'detection', 'segmentation'\]\. Did you mean: detection\?"):
         task_class("detektion")
     with pytest.raises(ValueError, match="config field 'task' must be one of"):
         load_recipe("fashion-mnist", {"task": "detektion"})

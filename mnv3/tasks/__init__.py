@@ -3,9 +3,10 @@
 from mnv3.tasks.base import Evaluation, Meter, Task
 from mnv3.tasks.classification import ClassificationTask, EvalResult
 from mnv3.tasks.detection import DetectionTask
+from mnv3.tasks.segmentation import SegmentationTask
 from mnv3.utils.suggest import did_you_mean
 
-TASKS: dict[str, type[Task]] = {t.name: t for t in (ClassificationTask, DetectionTask)}
+TASKS: dict[str, type[Task]] = {t.name: t for t in (ClassificationTask, DetectionTask, SegmentationTask)}
 
 
 def task_class(name: str) -> type[Task]:
@@ -16,4 +17,4 @@ def task_class(name: str) -> type[Task]:
         raise ValueError(f"unknown task {name!r}; the registered tasks are {sorted(TASKS)}.{did_you_mean(name, TASKS)}") from None
 
 
-__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "EvalResult", "Evaluation", "Meter", "Task", "task_class"]
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "SegmentationTask", "EvalResult", "Evaluation", "Meter", "Task", "task_class"]
