@@ -112,6 +112,11 @@ def test_force_replaces_and_foreign_folder_refused(tmp_path: Path):
     generate_fashion_scenes(out, train=3, test=0, force=True)
     assert read_manifest(out)["counts"]["train"] == 3 and len(list((out / "train/images").iterdir())) == 3
     assert [p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")] == ["fs"]  # no partial or old folder left
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a complete fashion-scenes dataset"):
+        generate_fashion_scenes(tmp_path / "file", train=1, test=0)
+    generate_fashion_scenes(tmp_path / "file", train=1, test=0, force=True)
+    assert read_manifest(tmp_path / "file") is not None and not list(tmp_path.glob(".file.old-*"))
 
 
 def test_killed_generation_leaves_nothing_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -134,9 +139,11 @@ def test_killed_generation_leaves_nothing_complete(tmp_path: Path, monkeypatch: 
     # a SIGKILLed run leaves its partial folder: the next run removes it (its process is gone) and completes
     stale = tmp_path / ".fs.partial-999999999"
     (stale / "train/images").mkdir(parents=True)
+    (tmp_path / ".fs.old-999999999").mkdir()  # killed between the two renames of a --force replacement
     monkeypatch.setattr(scenes, "make_scene", real)
     generate_fashion_scenes(out, train=5, test=2, seed=1)
-    assert not stale.exists() and read_manifest(out)["counts"] == {"train": 5, "test": 2}
+    assert not stale.exists() and not (tmp_path / ".fs.old-999999999").exists()
+    assert read_manifest(out)["counts"] == {"train": 5, "test": 2}
     fresh = generate_fashion_scenes(tmp_path / "fresh", train=5, test=2, seed=1)
     assert _files(out) == _files(fresh)
 
@@ -288,22 +295,29 @@ def test_coco_unknown_category_and_image_id(tmp_path: Path):
     assert [len(t["labels"]) for _, t in (ds[0], ds[1])] == [1, 0]
 
 
-def test_coco_missing_and_corrupt_image(tmp_path: Path):
-    _coco(tmp_path, [])
-    (tmp_path / "img" / "2.png").write_bytes(b"\x89PNG garbage")
+def test_coco_missing_image_is_counted_skip(tmp_path: Path):
     images = [{"id": i, "file_name": f"{i}.png", "width": 50, "height": 40} for i in (1, 2, 3)]
-    p = _coco(tmp_path, [_ann(1, [1, 1, 5, 5]), _ann(2, [1, 1, 5, 5], image_id=2)], images=images)
-    with pytest.warns(
-        UserWarning,
-        match=r"skipped 2 item\(s\) \(1 unreadable image file, 1 missing image file\)|skipped 2 item\(s\) \(1 missing image file, 1 unreadable image file\)",
-    ):
+    p = _coco(tmp_path, [_ann(1, [1, 1, 5, 5]), _ann(2, [1, 1, 5, 5], image_id=3)], images=images)
+    with pytest.warns(UserWarning, match=r"skipped 1 item\(s\) \(1 missing image file\); e.g. image id 3: missing image file"):
         ds = CocoDetection(tmp_path / "img", p)
-    assert len(ds) == 1 and ds[0][1]["image_id"] == 1
-    with pytest.raises(
-        ValueError,
-        match=r"2 bad annotation\(s\) or image\(s\).*image id 2: unreadable image file.*image id 3: missing image file",
-    ):
+    assert [ds[i][1]["image_id"] for i in range(len(ds))] == [1, 2]
+    with pytest.raises(ValueError, match=r"1 bad annotation\(s\) or image\(s\) \(strict=True\): image id 3: missing image file"):
         CocoDetection(tmp_path / "img", p, strict=True)
+
+
+@pytest.mark.parametrize("verify", ["header", "full"])
+def test_coco_corrupt_image_is_counted_skip(tmp_path: Path, verify: str):
+    _coco(tmp_path, [])
+    good = (tmp_path / "img" / "1.png").read_bytes()
+    (tmp_path / "img" / "2.png").write_bytes(good[: len(good) // 2] if verify == "full" else b"\x89PNG garbage")
+    p = _coco(tmp_path, [_ann(1, [1, 1, 5, 5]), _ann(2, [1, 1, 5, 5], image_id=2)])
+    with pytest.warns(
+        UserWarning, match=r"skipped 1 item\(s\) \(1 unreadable image file\); e.g. image id 2: unreadable image file"
+    ):
+        ds = CocoDetection(tmp_path / "img", p, verify=verify)
+    assert len(ds) == 1 and ds[0][1]["image_id"] == 1
+    with pytest.raises(ValueError, match=r"image id 2: unreadable image file \(.*2.png"):
+        CocoDetection(tmp_path / "img", p, verify=verify, strict=True)
 
 
 def test_coco_wrong_image_size_is_skipped(tmp_path: Path):

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="scene image format (default jpg, quality 95)",
     )
     fs.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
+    fs.add_argument("--download", action="store_true", help="fetch Fashion-MNIST when it is not installed")
     fs.add_argument("--force", action="store_true", help="replace DIR when it holds something else")
     fs.set_defaults(func=run_fashion_scenes)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
@@ -51,6 +52,7 @@ def run_fashion_scenes(args: argparse.Namespace) -> int:
         backgrounds=args.backgrounds,
         image_format=args.image_format,
         data_dir=args.data_dir,
+        download=args.download,
         force=args.force,
         progress=True,
         log=lambda line: print(line, file=sys.stderr),

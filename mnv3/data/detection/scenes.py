@@ -103,7 +103,7 @@ class Backgrounds:
                 raise ValueError(
                     f"no readable image under the backgrounds folder {self.folder} (extensions {', '.join(IMAGE_EXTENSIONS)})"
                 )
-        self._load = lru_cache(maxsize=32)(self._read)
+        self._load = lru_cache(maxsize=128)(self._read)  # <= 2 MB each after the downscale
 
     @property
     def source(self) -> str:
@@ -121,14 +121,21 @@ class Backgrounds:
             a = np.asarray(getattr(skimage.data, name)())
             if a.ndim == 2:
                 a = np.repeat(a[..., None], 3, axis=2)
-            return np.ascontiguousarray(a[..., :3].astype(np.uint8))
-        try:
-            return np.asarray(open_image(self.folder / name, "RGB"))
-        except (OSError, ValueError) as e:  # checked at listing time; changed since: say which file
-            raise ValueError(f"background photo {self.folder / name} cannot be read any more: {e}") from None
+            a = np.ascontiguousarray(a[..., :3].astype(np.uint8))
+        else:
+            try:
+                a = np.asarray(open_image(self.folder / name, "RGB"))
+            except (OSError, ValueError) as e:  # checked at listing time; changed since: say which file
+                raise ValueError(f"background photo {self.folder / name} cannot be read any more: {e}") from None
+        short = min(a.shape[:2])
+        if short > 2 * IMAGE_SIZE:  # crops are at least half the shorter side: no detail is lost, resizing is 4x+ cheaper
+            k = 2 * IMAGE_SIZE / short
+            size = (max(1, round(a.shape[1] * k)), max(1, round(a.shape[0] * k)))
+            a = np.asarray(Image.fromarray(a).resize(size, Image.Resampling.BILINEAR))
+        return a
 
     def get(self, i: int) -> np.ndarray:
-        """The i-th photograph as an (H, W, 3) uint8 array (cached)."""
+        """The i-th photograph as an (H, W, 3) uint8 array, shorter side at most ``2 * IMAGE_SIZE`` (cached)."""
         return self._load(i)
 
 
@@ -275,9 +282,10 @@ def _generate_split(
     backgrounds: Backgrounds,
     fmt: str,
     data_dir: str | os.PathLike | None,
+    download: bool,
     progress: bool,
 ) -> None:
-    items, labels = load_split(split, data_dir)
+    items, labels = load_split(split, data_dir, download_missing=download)
     items_np, labels_np = items.numpy(), labels.numpy()
     (tmp / split / "images").mkdir(parents=True)
     (tmp / split / "masks").mkdir()
@@ -319,6 +327,14 @@ def _arguments(train: int, test: int, seed: int, backgrounds: str, fmt: str) -> 
     return {"version": VERSION, "seed": seed, "train": train, "test": test, "backgrounds": backgrounds, "format": fmt}
 
 
+def _remove(path: Path) -> None:
+    """Delete a folder tree or a file, whichever ``path`` is."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -330,14 +346,14 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _remove_stale_partials(out: Path) -> None:
-    """Delete ``.<name>.partial-<pid>`` folders left by generations that were killed (their process is gone)."""
-    for p in out.parent.glob(f".{out.name}.partial-*"):
+    """Delete ``.<name>.partial-<pid>`` / ``.old-<pid>`` left by generations that were killed (their process is gone)."""
+    for p in [*out.parent.glob(f".{out.name}.partial-*"), *out.parent.glob(f".{out.name}.old-*")]:
         try:
             pid = int(p.name.rsplit("-", 1)[1])
         except ValueError:
             continue
         if pid != os.getpid() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
+            _remove(p)
 
 
 @contextlib.contextmanager
@@ -361,6 +377,7 @@ def generate_fashion_scenes(
     *,
     image_format: str = "jpg",
     data_dir: str | os.PathLike | None = None,
+    download: bool = False,
     force: bool = False,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
@@ -405,7 +422,7 @@ def generate_fashion_scenes(
             start = time.perf_counter()
             for split, count in (("train", train), ("test", test)):
                 if count:
-                    _generate_split(tmp, split, count, seed, bg, image_format, data_dir, progress)
+                    _generate_split(tmp, split, count, seed, bg, image_format, data_dir, download, progress)
             os.sync()  # every image, mask and JSON on disk before the manifest says the set is complete
             seconds = time.perf_counter() - start
             manifest = {
@@ -423,7 +440,7 @@ def generate_fashion_scenes(
                 old = out.parent / f".{out.name}.old-{os.getpid()}"
                 os.rename(out, old)
                 os.rename(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
+                _remove(old)
             else:
                 os.rename(tmp, out)
             _fsync_dir(out.parent)
@@ -452,6 +469,7 @@ def ensure_fashion_scenes(
     backgrounds: str | os.PathLike | None = None,
     *,
     data_dir: str | os.PathLike | None = None,
+    download: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> Path:
@@ -462,4 +480,6 @@ def ensure_fashion_scenes(
 
         tag = hashlib.sha1(str(Path(backgrounds).resolve()).encode(), usedforsecurity=False).hexdigest()[:8]
         out = out.with_name(f"{out.name}-bg{tag}")
-    return generate_fashion_scenes(out, train, test, seed, backgrounds, data_dir=data_dir, progress=progress, log=log)
+    return generate_fashion_scenes(
+        out, train, test, seed, backgrounds, data_dir=data_dir, download=download, progress=progress, log=log
+    )
