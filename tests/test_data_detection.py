@@ -20,7 +20,7 @@ from mnv3.data.detection import scenes  # noqa: E402
 from mnv3.data.detection.coco import CocoDetection  # noqa: E402
 from mnv3.data.detection.common import detection_collate  # noqa: E402
 from mnv3.data.detection.scenes import MANIFEST, ensure_fashion_scenes, generate_fashion_scenes, read_manifest  # noqa: E402
-from mnv3.data.detection.transforms import detection_eval_transform, detection_train_transform  # noqa: E402
+from mnv3.data.detection.transforms import detection_eval_transform, detection_train_transform, per_box_tensors  # noqa: E402
 from mnv3.data.detection.voc import VOCDetection  # noqa: E402
 from mnv3.data.fashion_mnist import load_split  # noqa: E402
 
@@ -574,3 +574,16 @@ def test_train_transform_seeded_through_dataset(scenes_dir: Path):
 def test_transforms_need_rgb_statistics():
     with pytest.raises(ValueError, match="3 mean and 3 std"):
         detection_train_transform(320, [0.5], [0.5])
+
+
+def test_coco_include_crowd_survives_sanitize(tmp_path: Path):
+    p = _coco(tmp_path, [_ann(1, [1, 1, 5, 5]), _ann(2, [10, 10, 20, 20], iscrowd=1)])
+    assert CocoDetection(tmp_path / "img", p)[0][1]["labels"].tolist() == [1]  # crowd left out by default
+    ds = CocoDetection(tmp_path / "img", p, include_crowd=True)
+    img, t = ds[0]
+    assert t["iscrowd"].tolist() == [0, 1]
+    t["boxes"][0] = torch.tensor([3.0, 3.0, 3.0, 9.0])  # degenerate: sanitize must drop its label and crowd flag together
+    _, out = v2.SanitizeBoundingBoxes(labels_getter=per_box_tensors)(img, t)
+    assert out["labels"].tolist() == [1] and out["iscrowd"].tolist() == [1]
+    _, out = detection_eval_transform(64, MEAN, STD)(*ds[0])
+    assert out["iscrowd"].tolist() == [0, 1]

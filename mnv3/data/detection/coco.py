@@ -107,7 +107,8 @@ class CocoDetection(DetectionDataset):
     """A COCO instances file and its image folder as a torch Dataset of (uint8 image, target) pairs.
 
     ``verify``: ``"header"`` (default) opens each image's header, ``"full"`` decodes it, ``"none"``
-    only checks it exists. Crowd annotations (``iscrowd: 1``) are left out unless ``include_crowd``.
+    only checks it exists. Crowd annotations (``iscrowd: 1``) are left out unless ``include_crowd``, which also
+    puts an int64 ``iscrowd`` in every target (for COCO evaluation; the train transform drops it with its boxes).
     """
 
     def __init__(
@@ -199,6 +200,7 @@ class CocoDetection(DetectionDataset):
                     np.array([a["_xyxy"] for a in kept], dtype=np.float32).reshape(-1, 4),
                     np.array([self.label_of[a["category_id"]] for a in kept], dtype=np.int64),
                     [a["segmentation"] for a in kept] if masks else None,
+                    np.array([1 if a.get("iscrowd", 0) else 0 for a in kept], dtype=np.int64) if include_crowd else None,
                 )
             )
         if not records:

@@ -57,6 +57,7 @@ class Record:
     boxes: np.ndarray
     labels: np.ndarray
     segmentations: list[Any] | None = None
+    iscrowd: np.ndarray | None = None
 
 
 @dataclass
@@ -205,6 +206,8 @@ class DetectionDataset(Dataset):
             "labels": torch.from_numpy(r.labels.astype(np.int64)),
             "image_id": r.image_id,
         }
+        if r.iscrowd is not None:
+            t["iscrowd"] = torch.from_numpy(r.iscrowd.astype(np.int64))
         masks = self.decode_masks(r)
         if masks is not None:
             t["masks"] = tv_tensors.Mask(masks)

@@ -10,10 +10,17 @@ Each takes ``(image, target)`` as a reader gives it and returns the same structu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+
+
+def per_box_tensors(inputs: Any) -> tuple[torch.Tensor, ...]:
+    """SanitizeBoundingBoxes' labels_getter: the target's ``labels``, and its ``iscrowd`` where present, dropped with their boxes."""
+    target = inputs[1] if isinstance(inputs, (tuple, list)) else inputs
+    return tuple(target[k] for k in ("labels", "iscrowd") if k in target)
 
 
 def _size(size: int | Sequence[int]) -> tuple[int, int]:
@@ -51,7 +58,7 @@ def detection_train_transform(
         t.append(v2.RandomHorizontalFlip(hflip))
     t += [
         v2.Resize(_size(size), antialias=True),
-        v2.SanitizeBoundingBoxes(),
+        v2.SanitizeBoundingBoxes(labels_getter=per_box_tensors),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(mean), list(std)),
     ]
