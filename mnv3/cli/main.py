@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "mnv3.cli.eval_cmd",
     "mnv3.cli.export_cmd",
     "mnv3.cli.bench_cmd",
+    "mnv3.cli.lut_cmd",
     "mnv3.cli.data_cmd",
 )
 
