@@ -11,7 +11,7 @@ import mnv3
 from mnv3.models import TapKind, expansion_names, pyramid_names
 from mnv3.spec import Activation
 
-ALL = mnv3.list_models()
+ALL = mnv3.list_models(detection=False)  # the SSDLite detectors: tests/test_detection_models.py
 
 
 @pytest.fixture(scope="module", params=ALL)

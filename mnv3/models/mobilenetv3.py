@@ -13,7 +13,62 @@ from mnv3.spec.serialize import spec_to_dict
 from mnv3.spec.types import ModelSpec, validate
 
 
-class MobileNetV3(nn.Module):
+def backbone_layers(spec: ModelSpec) -> tuple[ConvBnAct, nn.ModuleList, ConvBnAct]:
+    """Stem, bottlenecks and the 960 / 576 head conv (C5) of ``spec``: what the classifier and SSDLite share (§5.1, §6.3)."""
+    c = spec.conventions
+    stem = ConvBnAct(spec.in_chans, spec.stem.out, spec.stem.kernel, c, stride=spec.stem.stride, act=spec.stem.act)
+    blocks = []
+    in_ch = spec.stem.out
+    for b in spec.blocks:
+        blocks.append(InvertedResidual(in_ch, b, spec))
+        in_ch = b.out
+    return stem, nn.ModuleList(blocks), ConvBnAct(in_ch, spec.head.conv_out, 1, c, act=spec.head.act)
+
+
+def check_input(spec: ModelSpec, x: torch.Tensor) -> None:
+    """Raise ValueError when x is not an (N, C, H, W) tensor a network of ``spec`` can take."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor of shape (N, {spec.in_chans}, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(
+            f"expected a 4-D tensor (N, {spec.in_chans}, H, W), got {x.dim()}-D shape {tuple(x.shape)}; "
+            "add a batch dimension with x.unsqueeze(0)"
+        )
+    if x.shape[1] != spec.in_chans:
+        raise ValueError(
+            f"expected {spec.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
+            "convert the image (e.g. grayscale to RGB) or build the model with in_chans="
+            f"{x.shape[1]}"
+        )
+    s = spec.total_stride
+    if x.shape[2] < s or x.shape[3] < s:
+        raise ValueError(
+            f"input {x.shape[2]}x{x.shape[3]} is smaller than the network's total stride {s}; "
+            f"resize the input to at least {s}x{s}"
+        )
+
+
+class SpecNetwork(nn.Module):
+    """What every network built from a spec shares (classifier §5, SSDLite §6.3): ``config``, ``num_classes``, the input check."""
+
+    __jit_unused_properties__ = ["config", "num_classes"]
+
+    @property
+    def config(self) -> dict:
+        """The plain-dict spec this network was built from; ``create_model(spec_from_dict(cfg))`` rebuilds it."""
+        return spec_to_dict(self.spec)
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @torch.jit.unused
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ValueError when x is not an (N, C, H, W) tensor this network can take."""
+        check_input(self.spec, x)
+
+
+class MobileNetV3(SpecNetwork):
     """Stem, bottlenecks and the efficient last stage (§5.1), with a timm-style model API.
 
     ``forward_features`` returns the pre-pool C5 map (960 / 576 channels); ``forward_head``
@@ -26,16 +81,10 @@ class MobileNetV3(nn.Module):
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
         validate(spec)
+        if spec.detection is not None:
+            raise ValueError(f"{spec.name} is an SSDLite detector spec; build it with mnv3.create_model (mnv3.models.SSDLite)")
         self.spec = spec
-        c = spec.conventions
-        self.stem = ConvBnAct(spec.in_chans, spec.stem.out, spec.stem.kernel, c, stride=spec.stem.stride, act=spec.stem.act)
-        blocks = []
-        in_ch = spec.stem.out
-        for b in spec.blocks:
-            blocks.append(InvertedResidual(in_ch, b, spec))
-            in_ch = b.out
-        self.blocks = nn.ModuleList(blocks)
-        self.head_conv = ConvBnAct(in_ch, spec.head.conv_out, 1, c, act=spec.head.act)
+        self.stem, self.blocks, self.head_conv = backbone_layers(spec)
         # after pooling: 1x1 hidden layer without BN (a Linear on the pooled vector), then classifier
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head_hidden = nn.Linear(spec.head.conv_out, spec.head.hidden)
@@ -60,38 +109,6 @@ class MobileNetV3(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    @property
-    def config(self) -> dict:
-        """The plain-dict spec this network was built from; ``create_model(spec_from_dict(cfg))`` rebuilds it."""
-        return spec_to_dict(self.spec)
-
-    @property
-    def num_classes(self) -> int:
-        return self.spec.num_classes
-
-    @torch.jit.unused
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise ValueError when x is not an (N, C, H, W) tensor this network can take."""
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a torch.Tensor of shape (N, {self.spec.in_chans}, H, W), got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(
-                f"expected a 4-D tensor (N, {self.spec.in_chans}, H, W), got {x.dim()}-D shape {tuple(x.shape)}; "
-                "add a batch dimension with x.unsqueeze(0)"
-            )
-        if x.shape[1] != self.spec.in_chans:
-            raise ValueError(
-                f"expected {self.spec.in_chans} input channels, got {x.shape[1]} (shape {tuple(x.shape)}); "
-                "convert the image (e.g. grayscale to RGB) or build the model with in_chans="
-                f"{x.shape[1]}"
-            )
-        s = self.spec.total_stride
-        if x.shape[2] < s or x.shape[3] < s:
-            raise ValueError(
-                f"input {x.shape[2]}x{x.shape[3]} is smaller than the network's total stride {s}; "
-                f"resize the input to at least {s}x{s}"
-            )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone up to the pre-pool head conv (C5)."""

@@ -1,7 +1,9 @@
 """One builder for every variant: registered names resolve to a recipe of spec transforms.
 
-``create_model(name)`` = table -> preset conventions -> (reduced tail) -> (minimalistic)
--> width multiplier -> (output stride) -> classes. Nothing dispatches on substrings of names.
+``create_model(name)`` = table -> preset conventions -> (SSDLite head spec) -> (reduced tail)
+-> (minimalistic) -> width multiplier -> (output stride) -> classes. A spec with a ``detection``
+head builds the SSDLite detector (§6.3), any other the classifier. Nothing dispatches on
+substrings of names.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from mnv3.models.mobilenetv3 import MobileNetV3
+from mnv3.models.ssdlite import SSDLite
 from mnv3.spec import transforms as T
-from mnv3.spec.conventions import Preset, get_preset
+from mnv3.spec.conventions import DETECTION_BN_MOMENTUM, Preset, get_preset, get_ssdlite_preset
 from mnv3.spec.serialize import load_spec
 from mnv3.spec.tables import LARGE, SMALL
 from mnv3.spec.types import Conventions, Family, ModelSpec, Origin
 from mnv3.utils.suggest import did_you_mean
 
 TABLES: dict[Family, ModelSpec] = {Family.LARGE: LARGE, Family.SMALL: SMALL}
+DETECTION_NUM_CLASSES = 91  # COCO's 90 classes + background, as torchvision and the TF OD API count them
+Network = MobileNetV3 | SSDLite
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Variant:
     head_hidden: int | None = None  # explicit hidden-head width, under any preset
     paper_head_hidden: int | None = None  # hidden-head width under the paper preset only (Table 9's Large 1.25 row)
     dropout: float = 0.2
+    detection: bool = False  # an SSDLite detector on this backbone (§6.3), head spec from the preset
     description: str = ""
 
 
@@ -74,6 +80,15 @@ register(
     Variant(Family.SMALL, reduced_tail=True, halve_first_expansion=True, output_stride=16, description="Small, RF2, OS 16 (§6.4)"),
 )
 
+# SSDLite detectors (§6.3, Table 6): the full tail (V3, V3-Small rows) and the reduced one († rows).
+for _fam in (Family.LARGE, Family.SMALL):
+    _t = _fam.value.capitalize()
+    register(f"ssdlite_mobilenetv3_{_fam.value}_100", Variant(_fam, detection=True, description=f"SSDLite, MobileNetV3-{_t} (§6.3, Table 6)"))
+    register(
+        f"ssdlite_mobilenetv3_{_fam.value}_100_reduced",
+        Variant(_fam, reduced_tail=True, detection=True, description=f"SSDLite, MobileNetV3-{_t}, reduced tail (§6.3 †, Table 6)"),
+    )
+
 
 # Old spellings that users' scripts may hold -> the registered name (family, then minimal, then width).
 DEPRECATED_NAMES: dict[str, str] = {
@@ -82,9 +97,9 @@ DEPRECATED_NAMES: dict[str, str] = {
 }
 
 
-def list_models() -> list[str]:
-    """All registered model names, sorted."""
-    return sorted(_REGISTRY)
+def list_models(*, detection: bool | None = None) -> list[str]:
+    """Registered model names, sorted: all, only the classifiers (``detection=False``) or only the SSDLite detectors (§6.3)."""
+    return sorted(n for n, v in _REGISTRY.items() if detection is None or v.detection is detection)
 
 
 def is_registered(name: str) -> bool:
@@ -128,14 +143,15 @@ def spec_name(name: str, registered: Variant, variant: Variant) -> str:
 def build_spec(
     name: str,
     *,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     preset: Preset | str = Preset.PAPER,
     in_chans: int = 3,
     **overrides: Any,
 ) -> ModelSpec:
     """Resolve a registered name (plus overrides) to a concrete spec.
 
-    Overrides are Variant fields (``width``, ``minimal``, ``reduced_tail``, ``output_stride``,
+    ``num_classes`` defaults to 1000 for classifiers and 91 (COCO + background) for detectors.
+    A detector's BN momentum is 0.03 (TF decay 0.97) under both of its presets. Overrides are Variant fields (``width``, ``minimal``, ``reduced_tail``, ``output_stride``,
     ``head_hidden``, ``dropout``, ...) or Conventions fields (``bn_eps``, ``padding``, ...).
     """
     name = canonical_name(name)
@@ -146,7 +162,12 @@ def build_spec(
         hints = "".join(did_you_mean(k, valid) for k in unknown)
         raise ValueError(f"unknown option(s) {unknown} for create_model.{hints} Valid options: {valid}")
     variant = dataclasses.replace(registered, **{k: v for k, v in overrides.items() if k in _VARIANT_FIELDS})
-    conventions = dataclasses.replace(get_preset(preset), **{k: v for k, v in overrides.items() if k in _CONVENTION_FIELDS})
+    conventions = get_preset(preset)
+    if variant.detection:
+        conventions = dataclasses.replace(conventions, bn_momentum=DETECTION_BN_MOMENTUM)
+    conventions = dataclasses.replace(conventions, **{k: v for k, v in overrides.items() if k in _CONVENTION_FIELDS})
+    if num_classes is None:
+        num_classes = DETECTION_NUM_CLASSES if variant.detection else 1000
     origin = Origin(
         model=name,
         family=variant.family,
@@ -160,6 +181,8 @@ def build_spec(
         name=spec_name(name, registered, variant), conventions=conventions, num_classes=num_classes, in_chans=in_chans, origin=origin
     )
     spec = spec.replace(head=dataclasses.replace(spec.head, dropout=variant.dropout))
+    if variant.detection:
+        spec = spec.replace(detection=get_ssdlite_preset(preset))
     if variant.reduced_tail:
         spec = T.reduce_tail(spec, halve_first_expansion=variant.halve_first_expansion)
     if variant.minimal:
@@ -178,7 +201,7 @@ def create_model(
     name: str | ModelSpec | os.PathLike,
     num_classes: int | None = None,
     **overrides: Any,
-) -> MobileNetV3:
+) -> Network:
     """A randomly initialised network from a registered name (plus overrides), a :class:`ModelSpec` or a spec file.
 
     Weights are the weights layer's job: ``mnv3.create_model(name, weights=...)`` and
@@ -186,7 +209,12 @@ def create_model(
     """
     if "weights" in overrides:
         raise ValueError("mnv3.models.create_model builds random-init networks; load weights with mnv3.create_model(..., weights=...)")
-    return MobileNetV3(resolve_spec(name, num_classes, **overrides))
+    return build_network(resolve_spec(name, num_classes, **overrides))
+
+
+def build_network(spec: ModelSpec) -> Network:
+    """The network of a spec: the SSDLite detector when it has a ``detection`` head (§6.3), else the classifier."""
+    return SSDLite(spec) if spec.detection is not None else MobileNetV3(spec)
 
 
 def resolve_spec(name: str | ModelSpec | os.PathLike, num_classes: int | None = None, **overrides: Any) -> ModelSpec:
@@ -200,7 +228,7 @@ def resolve_spec(name: str | ModelSpec | os.PathLike, num_classes: int | None = 
             raise ValueError(f"options {sorted(overrides)} apply to registered names, not to the spec file {str(name)!r}; edit the file")
         spec = load_spec(name)
         return spec if num_classes is None else spec.replace(num_classes=num_classes)
-    return build_spec(name, num_classes=1000 if num_classes is None else num_classes, **overrides)
+    return build_spec(name, num_classes=num_classes, **overrides)
 
 
 SPEC_SUFFIXES = (".json", ".yaml", ".yml")

@@ -6,8 +6,10 @@ with the matching preset and produces the same logits.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
+from mnv3.spec import detection as det
 from mnv3.spec.types import AtrousStyle, Conventions, HeadScaling, Padding, StemScaling, WidthRounding
 
 
@@ -72,3 +74,53 @@ def get_preset(preset: Preset | str) -> Conventions:
         return PRESETS[Preset(preset)]
     except ValueError:
         raise ValueError(f"unknown preset {preset!r}; choose one of {[p.value for p in Preset]}") from None
+
+
+# SSDLite's BN: decay 0.97 (PyTorch momentum 0.03), eps 1e-3, in the backbone too: the TF OD API
+# configs set it with override_base_feature_extractor_hyperparams, torchvision's builder passes
+# BatchNorm2d(eps=0.001, momentum=0.03) to the backbone and head alike.
+DETECTION_BN_MOMENTUM = 0.03
+
+SSDLITE_PRESETS: dict[Preset, det.SSDLiteSpec] = {
+    # TF OD API samples/configs/ssdlite_mobilenet_v3_{large,small}_320x320_coco.config and
+    # models/ssd_mobilenet_v3_feature_extractor.py (paper §6.3): extra layers scaled by the depth
+    # multiplier (min depth 16), ssd_anchor_generator (6 layers, 0.2-0.95, 3 boxes in the lowest),
+    # faster_rcnn_box_coder 10/10/5/5, argmax matcher 0.5, sigmoid focal loss (0.75, 2) + smooth L1,
+    # sigmoid scores, NMS IoU 0.6, 100 per class and in all; truncated-normal 0.03 features,
+    # class bias -4.6.
+    Preset.PAPER: det.SSDLiteSpec(),
+    # torchvision models/detection/ssdlite.py (ssdlite320_mobilenet_v3_large) and ssd.py: extra
+    # layers never scaled, DefaultBoxGenerator([[2, 3]] * 6, 0.2, 0.95) (6 boxes everywhere, clipped),
+    # BoxCoder((10, 10, 5, 5)) with its log(1000/16) clamp, SSDMatcher(0.5), cross-entropy with
+    # 3:1 hard negatives + smooth L1, softmax scores, score_thresh 0.001, topk_candidates 300,
+    # nms_thresh 0.55, detections_per_img 300; _normal_init N(0, 0.03), zero biases.
+    Preset.TORCHVISION: det.SSDLiteSpec(
+        scale_extras=False,
+        anchors=det.AnchorSpec(
+            aspect_ratios=(1.0, 2.0, 0.5, 3.0, 1.0 / 3.0), reduce_boxes_in_lowest_layer=False, layout=det.AnchorLayout.TORCHVISION
+        ),
+        box_coder=det.BoxCoderSpec(scale_clamp=math.log(1000.0 / 16)),
+        matcher=det.MatcherSpec(iou_threshold=0.5),
+        loss=det.LossSpec(
+            classification=det.ClassificationLoss.SOFTMAX_HARD_NEGATIVES, focal_alpha=None, focal_gamma=None, negative_ratio=3.0
+        ),
+        postprocess=det.PostprocessSpec(
+            score_function=det.ScoreFunction.SOFTMAX,
+            score_threshold=0.001,
+            candidates_per_class=300,
+            max_per_class=None,
+            nms_iou=0.55,
+            max_detections=300,
+        ),
+        init_truncated=False,
+        class_bias_init=0.0,
+    ),
+}
+
+
+def get_ssdlite_preset(preset: Preset | str) -> det.SSDLiteSpec:
+    """The SSDLite head spec of a preset; only the paper (TF OD API) and torchvision ones exist."""
+    p = Preset(preset)
+    if p not in SSDLITE_PRESETS:
+        raise ValueError(f"SSDLite has no {p.value!r} preset; choose one of {[q.value for q in SSDLITE_PRESETS]}")
+    return SSDLITE_PRESETS[p]

@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from mnv3.spec.detection import SSDLiteSpec
 from mnv3.spec.textfiles import parse_json, parse_yaml, read_text
 from mnv3.spec.types import (
     Activation,
@@ -56,7 +57,10 @@ def _plain(value: Any) -> Any:
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     """A JSON-ready dict of plain types; enums become their string values."""
-    return {"format_version": FORMAT_VERSION, **_plain(spec)}
+    data = {"format_version": FORMAT_VERSION, **_plain(spec)}
+    if spec.detection is None:
+        del data["detection"]  # a classifier's config stays what it always was
+    return data
 
 
 def _enum(enum: type[Enum], value: Any, where: str) -> Any:
@@ -108,6 +112,36 @@ def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     return {name: _scalar(value, hints[name], f"{where}.{name}") for name, value in data.items()}
 
 
+def _typed(value: Any, hint: Any, where: str) -> Any:
+    """``value`` read as ``hint``: a nested spec dataclass, an enum, a tuple of scalars, or a scalar."""
+    args = typing.get_args(hint)
+    if type(None) in args and value is None:
+        return None
+    inner = next((a for a in args if a is not type(None)), hint) if type(None) in args else hint
+    if dataclasses.is_dataclass(inner):
+        return _dataclass(inner, value, where)
+    if isinstance(inner, type) and issubclass(inner, Enum):
+        return _enum(inner, value, where)
+    if typing.get_origin(inner) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        items = typing.get_args(inner)
+        if len(items) != 2 or items[1] is not Ellipsis:
+            if len(value) != len(items):
+                raise ValueError(f"{where}: expected {len(items)} values, got {len(value)}")
+        else:
+            items = (items[0],) * len(value)
+        return tuple(_scalar(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, items, strict=True)))
+    return value
+
+
+def _dataclass(cls: type, data: Any, where: str) -> Any:
+    """A (nested) spec dataclass from its plain dict, every field type-checked (the detection head spec)."""
+    hints = typing.get_type_hints(cls)
+    read = _fields(cls, data, where)
+    return cls(**{name: _typed(value, hints[name], f"{where}.{name}") for name, value in read.items()})
+
+
 def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     """Rebuild and validate a spec; errors name the field and the allowed values."""
     if not isinstance(data, dict):
@@ -117,6 +151,7 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
     if version != FORMAT_VERSION:
         raise ValueError(f"spec format_version {version!r} is not supported (this mnv3 reads version {FORMAT_VERSION})")
     origin = data.pop("origin", None)
+    detection = data.pop("detection", None)
     top = _fields(ModelSpec, data, "spec")
     stem = _fields(StemSpec, top["stem"], "stem")
     stem["act"] = _enum(Activation, stem["act"], "stem.act")
@@ -144,6 +179,8 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
         o = _fields(Origin, origin, "origin")
         o["family"] = _enum(Family, o["family"], "origin.family")
         top["origin"] = Origin(**o)
+    if detection is not None:
+        top["detection"] = _dataclass(SSDLiteSpec, detection, "detection")
     spec = ModelSpec(**top)
     validate(spec)
     return spec

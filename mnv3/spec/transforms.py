@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mnv3.spec.detection import SSDLiteSpec
 from mnv3.spec.types import (
     Activation,
     AtrousStyle,
@@ -81,6 +82,21 @@ def scale_width(spec: ModelSpec, multiplier: float, *, head_hidden: int | None =
         stem=dataclasses.replace(spec.stem, out=stem_out),
         blocks=tuple(blocks),
         head=dataclasses.replace(spec.head, conv_out=conv_out, hidden=hidden),
+        detection=_scale_extras(spec, multiplier),
+    )
+
+
+def _scale_extras(spec: ModelSpec, multiplier: float) -> SSDLiteSpec | None:
+    """SSDLite's extra layers under the multiplier: ``max(int(d * w), min_depth)`` (TF OD API depth_fn), or kept."""
+    d = spec.detection
+    if d is None or not d.scale_extras:
+        return d
+
+    def depth(v: int) -> int:
+        return max(int(v * multiplier), d.min_depth)
+
+    return dataclasses.replace(
+        d, extra_depths=tuple(depth(v) for v in d.extra_depths), extra_mid_depths=tuple(depth(v) for v in d.extra_mid_depths)
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from mnv3.spec.detection import SSDLiteSpec, validate_detection
+
 
 class Activation(str, Enum):
     """Nonlinearity of a layer: the paper's RE (ReLU) and HS (h-swish), §5.2."""
@@ -152,6 +154,7 @@ class ModelSpec:
     num_classes: int = 1000
     in_chans: int = 3
     origin: Origin | None = None  # set by the registry; None for hand-written specs
+    detection: SSDLiteSpec | None = None  # an SSDLite detector on this backbone (paper §6.3); head.hidden / dropout unused then
 
     def replace(self, **changes: object) -> ModelSpec:
         """A copy with some fields changed (dataclasses.replace, validated)."""
@@ -211,3 +214,7 @@ def validate(spec: ModelSpec) -> None:
     _check(h.hidden >= 1, f"head.hidden must be a positive width, got {h.hidden}")
     _check(isinstance(h.act, Activation), f"head.act must be one of {[a.value for a in Activation]}, got {h.act!r}")
     _check(0 <= h.dropout < 1, f"head.dropout must be in [0, 1), got {h.dropout}")
+    if spec.detection is not None:
+        _check(isinstance(spec.detection, SSDLiteSpec), f"detection must be an SSDLite spec, got {type(spec.detection).__name__}")
+        validate_detection(spec.detection)
+        _check(spec.num_classes >= 1, f"a detector needs num_classes >= 1 (background included), got {spec.num_classes}")

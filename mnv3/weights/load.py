@@ -87,10 +87,18 @@ def map_state(state: dict[str, torch.Tensor], library: Library | str) -> Mapped:
     return torchvision_to_mnv3(state) if library is Library.TORCHVISION else timm_to_mnv3(state)
 
 
-def default_meta(library: Library, preset: Preset, num_classes: int, source: str) -> WeightsMeta:
-    """Metadata for converted ImageNet weights: the library's preprocessing and the ImageNet classes."""
-    from mnv3.weights.imagenet import imagenet_categories
+# torchvision's SSDLite (models/detection/ssdlite.py): images resized to 320x320, mapped from [0, 1] to [-1, 1].
+DETECTION_PREPROCESSING = Preprocessing(resize=320, crop=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
+
+def default_meta(library: Library, preset: Preset, num_classes: int, source: str, *, detection: bool = False) -> WeightsMeta:
+    """Metadata for converted weights: ImageNet classifiers' preprocessing and classes, or COCO's for a detector."""
+    from mnv3.weights.imagenet import coco_categories, imagenet_categories
+
+    if detection:
+        return WeightsMeta(
+            preprocessing=DETECTION_PREPROCESSING, categories=coco_categories() if num_classes == len(coco_categories()) else [], source=source
+        )
     return WeightsMeta(
         preprocessing=DEFAULT_PREPROCESSING[(library, preset)],
         categories=imagenet_categories() if num_classes == 1000 else [],

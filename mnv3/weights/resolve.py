@@ -26,8 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mnv3.models.mobilenetv3 import MobileNetV3
-from mnv3.models.registry import build_spec, is_registered, resolve_spec
+from mnv3.models.registry import Network, build_network, build_spec, is_registered, resolve_spec
 from mnv3.spec.conventions import Preset, get_preset
 from mnv3.spec.serialize import spec_from_dict
 from mnv3.spec.types import ModelSpec
@@ -292,7 +291,10 @@ def _from_foreign(
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     found = preset_of(spec)
-    meta = default_meta(library, found if found in LIBRARY_PRESETS[library] else LIBRARY_PRESETS[library][0], mapped.num_classes, f"{library.value} checkpoint {path.name}")
+    meta = default_meta(
+        library, found if found in LIBRARY_PRESETS[library] else LIBRARY_PRESETS[library][0], mapped.num_classes,
+        f"{library.value} checkpoint {path.name}", detection=spec.detection is not None,
+    )
     return Resolved(spec, mapped.tensors, meta, SourceKind.FOREIGN, str(path), library)
 
 
@@ -329,8 +331,8 @@ def adapt_for_finetuning(res: Resolved, num_classes: int, in_chans: int) -> tupl
     """
     tensors, meta = dict(res.tensors), dataclasses.replace(res.meta, categories=list(res.meta.categories))
     if num_classes != res.spec.num_classes:
-        for p in ("weight", "bias"):
-            tensors.pop(f"classifier.{p}", None)
+        for key in [k for k in tensors if _is_class_layer(k)]:
+            tensors.pop(key)
         meta.categories = []
     if in_chans != res.spec.in_chans:
         if (in_chans, res.spec.in_chans) != (1, 3):
@@ -340,11 +342,16 @@ def adapt_for_finetuning(res: Resolved, num_classes: int, in_chans: int) -> tupl
     return tensors, meta
 
 
+def _is_class_layer(key: str) -> bool:
+    """Whether a state-dict key belongs to what the class count shapes: the classifier, or SSDLite's class predictors' 1x1 convs."""
+    return key.startswith("classifier.") or (key.startswith("cls_head.") and ".pred." in key)
+
+
 def _put(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
     dtype = next(model.parameters()).dtype
     ready = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(ready, strict=False)
-    missing = [k for k in missing if not k.startswith("classifier.")]
+    missing = [k for k in missing if not _is_class_layer(k)]
     if missing or unexpected:
         raise ValueError(f"internal error: weights lack {missing[:3]} / have extra {unexpected[:3]}")
 
@@ -352,7 +359,7 @@ def _put(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 def load_resolved(
     res: Resolved, *, num_classes: int | None = None, in_chans: int | None = None, dropout: float | None = None,
     bn_momentum: float | None = None,
-) -> MobileNetV3:
+) -> Network:
     """Build the weights' network (with another class count / one channel for fine-tuning) and load them."""
     spec = res.spec
     num_classes = spec.num_classes if num_classes is None else num_classes
@@ -363,7 +370,7 @@ def load_resolved(
         spec = spec.replace(head=dataclasses.replace(spec.head, dropout=dropout))
     if bn_momentum is not None:  # a training choice: it does not change what the weights compute
         spec = spec.replace(conventions=dataclasses.replace(spec.conventions, bn_momentum=bn_momentum))
-    model = MobileNetV3(spec)
+    model = build_network(spec)
     _put(model, tensors)
     model.weights_meta = meta
     return model
@@ -378,7 +385,7 @@ def load_model(
     in_chans: int | None = None,
     progress: bool = True,
     **overrides: Any,
-) -> MobileNetV3:
+) -> Network:
     """The network of a weights source with its weights loaded (training mode, as ``create_model`` returns).
 
     ``num_classes`` / ``in_chans`` other than the weights' give a fine-tuning start (see
@@ -428,7 +435,7 @@ def _refuse_other_network(spec: ModelSpec, held_spec: ModelSpec, location: str, 
         )
 
 
-def create_pretrained(name: str, *, progress: bool = True, **overrides: Any) -> MobileNetV3:
+def create_pretrained(name: str, *, progress: bool = True, **overrides: Any) -> Network:
     """The model of a named weights entry, built with the entry's preset, weights loaded, eval mode."""
     entry = get_weights(name)
     return load_model(entry, progress=progress, **overrides).eval()
@@ -436,7 +443,7 @@ def create_pretrained(name: str, *, progress: bool = True, **overrides: Any) -> 
 
 def convert_checkpoint(
     path: str | os.PathLike, library: Library | str, model: str | None = None, *, preset: Preset | str | None = None
-) -> tuple[MobileNetV3, WeightsMeta]:
+) -> tuple[Network, WeightsMeta]:
     """An mnv3 model (eval mode) holding a torchvision / timm / Keras checkpoint, and its metadata.
 
     ``model`` (mnv3's or the library's own name) is optional: the checkpoint's shapes tell it.
@@ -451,7 +458,7 @@ def convert_checkpoint(
     return net.eval(), net.weights_meta
 
 
-def model_from_file(path: str | os.PathLike) -> tuple[MobileNetV3, WeightsMeta]:
+def model_from_file(path: str | os.PathLike) -> tuple[Network, WeightsMeta]:
     """Rebuild the network stored in an mnv3 safetensors file (or any weights source) with its weights."""
     model = load_model(path)
     return model, model.weights_meta

@@ -12,8 +12,7 @@ from enum import Enum
 
 import torch
 
-from mnv3.models.mobilenetv3 import MobileNetV3
-from mnv3.models.registry import build_spec, list_models
+from mnv3.models.registry import build_network, build_spec, list_models
 from mnv3.spec.conventions import Preset, get_preset
 from mnv3.spec.types import ModelSpec
 
@@ -52,6 +51,12 @@ class Mapped:
         self.tensors[key] = tensor
         self.origin[key] = origin
 
+    def take(self, dst: str, state: Mapping[str, torch.Tensor], src: str, params: tuple[str, ...], used: set[str]) -> None:
+        """``{src}.{p}`` of ``state`` as ``{dst}.{p}`` for each of ``params``, adding the source keys to ``used``."""
+        for p in params:
+            self.put(f"{dst}.{p}", state[f"{src}.{p}"], f"{src}.{p}")
+            used.add(f"{src}.{p}")
+
     def put_bn(self, prefix: str, bn: Mapping[str, torch.Tensor], origin: Mapping[str, str]) -> None:
         """A BatchNorm's affine parameters and running statistics under ``{prefix}.bn``."""
         for f in BN_FIELDS:
@@ -78,9 +83,17 @@ class Mapped:
 
     @property
     def num_classes(self) -> int:
-        """Classifier size of the checkpoint (0 when it has no classifier)."""
+        """Classifier size of the checkpoint (0 when it has no classifier); a detector's classes per anchor, background included."""
+        cls, box = self.tensors.get("cls_head.0.pred.weight"), self.tensors.get("box_head.0.pred.weight")
+        if cls is not None and box is not None:  # SSDLite: (classes x anchors) and (4 x anchors) outputs on the first map
+            return int(cls.shape[0]) * 4 // int(box.shape[0])
         w = self.tensors.get("classifier.weight")
         return 0 if w is None else int(w.shape[0])
+
+    @property
+    def is_detector(self) -> bool:
+        """Whether the checkpoint holds an SSDLite detector (paper §6.3) rather than a classifier."""
+        return "cls_head.0.pred.weight" in self.tensors
 
     @property
     def in_chans(self) -> int:
@@ -89,13 +102,13 @@ class Mapped:
 
 
 def expected_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
-    """The state-dict keys and shapes of ``MobileNetV3(spec)``, in its order.
+    """The state-dict keys and shapes of the network of ``spec`` (classifier or SSDLite), in its order.
 
     Read off the real module built on the meta device (no memory, no initialisation), so it can
     never drift from the model.
     """
     with torch.device("meta"):
-        model = MobileNetV3(spec)
+        model = build_network(spec)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 

@@ -6,6 +6,14 @@ Conv2dNormActivation (``0`` conv, ``1`` BN), ``features.1..N`` are InvertedResid
 project; the last ``features`` entry is the 960 / 576 head conv; ``classifier.0`` is the 1280 /
 1024 Linear and ``classifier.3`` the class Linear. The walk follows that order, never key names
 of other libraries, and the reverse map rebuilds exactly these keys (a bit-exact round trip).
+
+``ssdlite320_mobilenet_v3_large`` (``torchvision/models/detection/ssdlite.py``, paper §6.3) splits the
+backbone at C4: ``backbone.features.0`` holds the stem, the blocks before the C4 block and that
+block's expansion (``block[0]``), ``backbone.features.1`` the rest of the C4 block (``block[1:]``,
+original indices kept), the later blocks and the head conv. Those keys are put back into the
+classifier layout and walked as above; ``backbone.extra.{i}.{0,1,2}`` are the extra layers and
+``head.{regression,classification}_head.module_list.{k}`` (``0`` depthwise conv+BN, ``1`` 1x1 conv)
+the predictors.
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ from mnv3.spec.types import Activation, ModelSpec, Padding
 from mnv3.weights.convert.common import BN_FIELDS, Library, Mapped, group_by_index
 
 MARKER = "features.0.0.weight"  # present in every torchvision MobileNetV3 state dict
+SSDLITE_MARKER = "backbone.features.0.0.0.weight"  # torchvision's SSDLite: the stem conv inside the first C4 half
+_SSDLITE_EXTRA_UNITS = ("reduce", "dw", "expand")
+_SSDLITE_HEADS = (("regression_head", "box_head"), ("classification_head", "cls_head"))
 
 
 def _is_conv_bn(unit: Mapping[str, torch.Tensor]) -> bool:
@@ -26,7 +37,9 @@ def _is_conv_bn(unit: Mapping[str, torch.Tensor]) -> bool:
 
 
 def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
-    """Rename a torchvision MobileNetV3 state dict to mnv3 keys (shapes are checked later)."""
+    """Rename a torchvision MobileNetV3 (or SSDLite-MobileNetV3) state dict to mnv3 keys (shapes are checked later)."""
+    if SSDLITE_MARKER in state:
+        return _ssdlite_to_mnv3(state)
     if MARKER not in state:
         raise ValueError(f"not a torchvision MobileNetV3 state dict: it has no {MARKER!r} key (first keys: {list(state)[:4]})")
     out = Mapped(Library.TORCHVISION)
@@ -70,6 +83,56 @@ def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     return out
 
 
+def _ssdlite_backbone(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The SSDLite backbone's tensors under the classifier's ``features.{i}`` keys, with each one's SSDLite key."""
+    first = group_by_index(state, "backbone.features.0.")
+    if not first or not group_by_index(state, "backbone.features.1."):
+        raise ValueError("not a torchvision SSDLite state dict: expected backbone.features.0 (up to C4) and backbone.features.1 (after it)")
+    c4 = max(first)  # the C4 block's index in mobilenet_v3's features: its expansion closes features.0
+    renamed: dict[str, torch.Tensor] = {}
+    source: dict[str, str] = {}
+    for key, value in state.items():
+        if not key.startswith("backbone.features."):
+            continue
+        half, _, rest = key[len("backbone.features.") :].partition(".")
+        idx, _, tail = rest.partition(".")
+        if half == "0":
+            new = f"features.{c4}.block.0.{tail}" if int(idx) == c4 else f"features.{rest}"
+        elif idx == "0":
+            new = f"features.{c4}.block.{tail}"  # block[1:] keeps the block's own indices
+        else:
+            new = f"features.{c4 + int(idx)}.{tail}"
+        renamed[new] = value
+        source[new] = key
+    return renamed, source
+
+
+def _ssdlite_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
+    """torchvision ``ssdlite320_mobilenet_v3_large`` keys -> mnv3 SSDLite keys (backbone, extra layers, predictors)."""
+    renamed, source = _ssdlite_backbone(state)
+    backbone = torchvision_to_mnv3(renamed)
+    out = Mapped(Library.TORCHVISION)
+    for key, value in backbone.tensors.items():
+        src = backbone.origin[key]
+        out.put(key, value, source.get(src, src))
+    used = set(source.values())
+    for i, units in sorted(group_by_index(state, "backbone.extra.").items()):
+        for j, role in enumerate(_SSDLITE_EXTRA_UNITS):
+            src = f"backbone.extra.{i}.{j}"
+            if f"{j}.0.weight" not in units:
+                raise ValueError(f"not a torchvision SSDLite state dict: {src} is not a conv+BN unit")
+            out.put_conv_bn(f"extra.{i}.{role}", state, f"{src}.0", f"{src}.1", used)
+    for tv_head, head in _SSDLITE_HEADS:
+        prefix = f"head.{tv_head}.module_list."
+        for k in sorted(group_by_index(state, prefix)):
+            out.put_conv_bn(f"{head}.{k}.dw", state, f"{prefix}{k}.0.0", f"{prefix}{k}.0.1", used)
+            out.take(f"{head}.{k}.pred", state, f"{prefix}{k}.1", ("weight", "bias"), used)
+    left = [k for k in state if k not in used]
+    if left:
+        raise ValueError(f"unexpected keys in the torchvision SSDLite checkpoint: {left[:5]}")
+    return out
+
+
 def check_torchvision_expressible(spec: ModelSpec) -> None:
     """Raise ValueError unless torchvision's ``mobilenet_v3_*`` builder can express ``spec`` exactly."""
     c = spec.conventions
@@ -78,6 +141,8 @@ def check_torchvision_expressible(spec: ModelSpec) -> None:
         (b.kernel, b.se, b.act) == (t.kernel, t.se, t.act) for b, t in zip(spec.blocks, table.blocks, strict=True)
     )
     problems = []
+    if spec.detection is not None:
+        problems.append("it is an SSDLite detector (mnv3 writes torchvision's classifier format only)")
     if c.padding is not Padding.SYMMETRIC or c.bn_eps != 1e-3:
         problems.append(f"its conventions (padding {c.padding.value}, BN eps {c.bn_eps}) differ from torchvision's (symmetric, 1e-3)")
     if not same_rows or spec.stem.act is not Activation.HSWISH or spec.head.act is not Activation.HSWISH:
