@@ -155,7 +155,7 @@ def test_bad_recipe_file(case: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         (["--set", "learning_rate=0.1"], "Did you mean: lr?"),
         (["--set", "batchsize=8"], "Did you mean: batch_size"),
         (["--set", "crop_scale=[0.08, 1"], "--set crop_scale=[0.08, 1: line 1, column 9: invalid YAML"),
-        (["--recipe", "fashion-mnst"], "unknown recipe 'fashion-mnst'. Did you mean: fashion-mnist?"),
+        (["--recipe", "fashion-mnst"], "unknown recipe 'fashion-mnst'. Did you mean: fashion-mnist, fashion-scenes?"),
     ],
 )
 def test_bad_config_names_get_suggestions(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:

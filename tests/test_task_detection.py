@@ -13,7 +13,9 @@ from torchvision.models.detection import _utils as tv_det_utils
 from torchvision.models.detection.ssd import SSD
 
 from mnv3.tasks import TASKS, DetectionTask
-from mnv3.tasks.detection import COCO_STATS, DetectionSettings, decode_boxes, encode_boxes, match_anchors
+from mnv3.models.boxes import decode_boxes, encode_boxes
+from mnv3.spec.detection import ClassificationLoss, LossSpec
+from mnv3.tasks.detection import COCO_STATS, match_anchors
 
 pytest.importorskip("pycocotools")
 WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -32,7 +34,8 @@ def test_box_coding_matches_torchvision_and_round_trips() -> None:
     deltas = encode_boxes(boxes, anchors, WEIGHTS)
     torch.testing.assert_close(deltas, ref.encode_single(boxes, anchors))
     torch.testing.assert_close(decode_boxes(deltas, anchors, WEIGHTS), boxes, rtol=1e-5, atol=1e-3)
-    torch.testing.assert_close(decode_boxes(deltas, anchors, WEIGHTS), ref.decode_single(deltas, anchors))
+    clamp = math.log(1000.0 / 16)  # torchvision's bbox_xform_clip
+    torch.testing.assert_close(decode_boxes(deltas * 40, anchors, WEIGHTS, clamp), ref.decode_single(deltas * 40, anchors))
 
 
 def test_matching_is_torchvisions_ssd_matcher() -> None:
@@ -56,7 +59,7 @@ def _batch(g: torch.Generator, n_img: int = 3, a: int = 300, c: int = 6):
 def test_hard_negative_loss_is_torchvisions_ssd_loss() -> None:
     g = torch.Generator().manual_seed(2)
     raw, targets = _batch(g)
-    task = DetectionTask([f"c{i}" for i in range(5)], DetectionSettings(loss="hard_negative_ce"))
+    task = DetectionTask([f"c{i}" for i in range(5)], LossSpec(ClassificationLoss.SOFTMAX_HARD_NEGATIVES, None, None, 3))
     from torchvision.ops import box_iou
 
     fake = SimpleNamespace(box_coder=tv_det_utils.BoxCoder(WEIGHTS), neg_to_pos_ratio=3)
@@ -68,7 +71,7 @@ def test_hard_negative_loss_is_torchvisions_ssd_loss() -> None:
 def test_focal_loss_is_the_tf_weighted_sigmoid_focal_formula() -> None:
     g = torch.Generator().manual_seed(3)
     raw, targets = _batch(g)
-    task = DetectionTask([f"c{i}" for i in range(5)], DetectionSettings(loss="focal", localization_weight=0.0))
+    task = DetectionTask([f"c{i}" for i in range(5)], LossSpec(localization_weight=0.0))
     a, gamma = 0.75, 2.0
     anchors, total, n_pos = raw["anchors"], 0.0, 0
     for i, t in enumerate(targets):
@@ -132,6 +135,6 @@ def test_perfect_detections_score_one_and_none_score_zero() -> None:
 
 def test_detection_is_a_registered_task_with_checked_settings() -> None:
     assert TASKS["detection"] is DetectionTask
-    with pytest.raises(ValueError, match="detection loss must be one of"):
-        DetectionSettings(loss="l2")
+    with pytest.raises(ValueError, match="needs negative_ratio"):
+        DetectionTask(["a"], LossSpec(ClassificationLoss.SOFTMAX_HARD_NEGATIVES, None, None, None))
     assert not math.isnan(float(DetectionTask(["a"]).loss(*_batch(torch.Generator().manual_seed(6), c=2))))

@@ -11,6 +11,7 @@ from mnv3.spec.conventions import Preset
 
 # flag -> config field; every flag defaults to None so only the flags given override the recipe
 FLAG_FIELDS = {
+    "task": "task",
     "model": "model",
     "data": "data",
     "data_dir": "data_dir",
@@ -39,7 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train from a recipe (fashion-mnist, paper, torchvision, timm, or a YAML file). Flags and "
         "--set KEY=VALUE override any recipe field; the resolved config is saved as config.yaml in the run folder.",
     )
-    p.add_argument("--recipe", default="fashion-mnist", help="packaged recipe name or YAML path (default: fashion-mnist)")
+    p.add_argument(
+        "--recipe", help="packaged recipe name or YAML path (default: the task's: fashion-mnist for classification, fashion-scenes for detection)"
+    )
+    p.add_argument("--task", type=_task_name, help="classification (default), detection (alias detect)")
     p.add_argument("--model", help="registered model name (mnv3 models)")
     p.add_argument("--data", help="'fashion-mnist' or an ImageFolder root (train/ and val/ inside)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
@@ -70,6 +74,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+TASK_ALIASES = {"classify": "classification", "detect": "detection", "segment": "segmentation"}
+
+
+def _task_name(value: str) -> str:
+    """A registered task name (or its short alias: classify, detect, segment)."""
+    from mnv3.tasks import task_class
+
+    name = TASK_ALIASES.get(value, value)
+    task_class(name)  # an unknown name is a ValueError argparse reports
+    return name
+
+
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields the command line sets."""
     from mnv3.train.config import parse_set
@@ -98,7 +114,12 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         cfg = apply_overrides(resume_config(args.resume), overrides)
     else:
-        cfg = load_recipe(args.recipe, overrides)
+        from mnv3.train.config import DEFAULT_RECIPES
+
+        task = overrides.get("task", "classification")
+        if args.recipe is None and task not in DEFAULT_RECIPES:
+            raise ValueError(f"mnv3 train has no default recipe for task {task!r} yet; pass --recipe FILE")
+        cfg = load_recipe(args.recipe or DEFAULT_RECIPES[task], overrides)
     if args.print_config:
         print(dump_config(cfg), end="")
         return 0
@@ -118,12 +139,9 @@ def run(args: argparse.Namespace) -> int:
     if result.status is RunStatus.INTERRUPTED:
         print(f"mnv3 train: {result.message}", file=sys.stderr)
         return result.exit_code
-    if result.final:
-        split = "test" if cfg.data == "fashion-mnist" and cfg.val_split == 0 else "val"
-        print(
-            f"{split} accuracy: top-1 {100 * result.final['top1']:.2f} %, top-5 {100 * result.final['top5']:.2f} % "
-            f"({result.final['count']} images) after {result.epoch:.2f} epochs, {result.wall_s / 60:.1f} min"
-        )
+    if result.summary:
+        count = result.final.get("count", "?")
+        print(f"{result.split}: {result.summary} ({count} images) after {result.epoch:.2f} epochs, {result.wall_s / 60:.1f} min")
     print(f"run folder: {result.run_dir}")
     if result.weights:
         print(f"weights: {result.weights}  (mnv3 eval {result.weights}; mnv3 predict --weights {result.weights} IMAGE)")

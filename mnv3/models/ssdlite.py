@@ -18,6 +18,7 @@ from torch import nn
 from torchvision import ops
 
 from mnv3.blocks import ConvBnAct
+from mnv3.models.boxes import decode_boxes
 from mnv3.models.features import expansion_names, feature_info
 from mnv3.models.mobilenetv3 import SpecNetwork, backbone_layers
 from mnv3.spec.detection import AnchorLayout, ScoreFunction, SSDLiteSpec, anchor_box_specs
@@ -69,8 +70,8 @@ def _flatten(maps: list[torch.Tensor], heads: nn.ModuleList, k: int) -> torch.Te
 class SSDLite(SpecNetwork):
     """MobileNetV3 + SSDLite (paper §6.3): ``forward`` gives the raw head outputs, ``postprocess`` the detections.
 
-    ``model(x)`` returns ``{"bbox_regression": (N, A, 4), "cls_logits": (N, A, C)}`` (C counts the
-    background, class 0); :meth:`anchors` gives the A anchors of an image size in pixels (xyxy) and
+    ``model(x)`` returns ``{"bbox_regression": (N, A, 4), "cls_logits": (N, A, C), "anchors": (A, 4)}`` (C
+    counts the background, class 0; anchors xyxy in pixels of x's size); :meth:`anchors` gives the A anchors of an image size in pixels (xyxy) and
     :meth:`postprocess` decodes and runs per-class NMS into torchvision-style
     ``{"boxes", "scores", "labels"}`` dicts, with the settings of ``spec.detection``.
     """
@@ -144,11 +145,21 @@ class SSDLite(SpecNetwork):
         return maps
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw head outputs and the anchors they refer to (what the detection task's loss matches against)."""
         maps = self.forward_features(x)
         return {
             "bbox_regression": _flatten(maps, self.box_head, 4),
             "cls_logits": _flatten(maps, self.cls_head, self.spec.num_classes),
+            "anchors": self._cached_anchors(tuple(x.shape[-2:]), x.dtype, x.device),
         }
+
+    def _cached_anchors(self, image_size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        key = (image_size, dtype, device)
+        cache = self.__dict__.setdefault("_anchor_cache", {})
+        if key not in cache:
+            cache.clear()
+            cache[key] = self.anchors(image_size, dtype=dtype, device=device)
+        return cache[key]
 
     def feature_sizes(self, image_size: tuple[int, int]) -> list[tuple[int, int]]:
         """(H, W) of the six maps for an input size: every stride-2 layer gives ceil(n / 2) (symmetric or SAME padding)."""
@@ -187,24 +198,10 @@ class SSDLite(SpecNetwork):
         return (torch.cat(out) * scale).to(dtype=dtype, device=device)
 
     def decode_boxes(self, rel_codes: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-        """Box regression (A, 4) = (dx, dy, dw, dh) on xyxy anchors -> xyxy boxes (Faster R-CNN coder, the preset's weights)."""
+        """Box regression (A, 4) = (dx, dy, dw, dh) on xyxy anchors -> xyxy boxes (the preset's box coder)."""
         det = self.spec.detection
         assert det is not None
-        wx, wy, ww, wh = det.box_coder.weights
-        cxcywh = ops.box_convert(anchors, "xyxy", "cxcywh")
-        dw, dh = rel_codes[:, 2] / ww, rel_codes[:, 3] / wh
-        if det.box_coder.scale_clamp is not None:
-            dw, dh = dw.clamp(max=det.box_coder.scale_clamp), dh.clamp(max=det.box_coder.scale_clamp)
-        boxes = torch.stack(
-            [
-                rel_codes[:, 0] / wx * cxcywh[:, 2] + cxcywh[:, 0],
-                rel_codes[:, 1] / wy * cxcywh[:, 3] + cxcywh[:, 1],
-                torch.exp(dw) * cxcywh[:, 2],
-                torch.exp(dh) * cxcywh[:, 3],
-            ],
-            dim=-1,
-        )
-        return ops.box_convert(boxes, "cxcywh", "xyxy")
+        return decode_boxes(rel_codes, anchors, det.box_coder.weights, det.box_coder.scale_clamp)
 
     @torch.no_grad()
     def postprocess(

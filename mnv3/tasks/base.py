@@ -73,6 +73,13 @@ class Task(ABC):
     def from_config(cls, cfg: Any, classes: Sequence[str]) -> Task:
         """The task of a training configuration (the fields it reads are the task's own) over ``classes``."""
 
+    classes: list[str]
+
+    @property
+    def num_outputs(self) -> int:
+        """The class count the network predicts (detection adds the background, class 0)."""
+        return len(self.classes)
+
     @abstractmethod
     def loss(self, outputs: Any, targets: Any) -> torch.Tensor:
         """The training loss of a batch (a scalar)."""

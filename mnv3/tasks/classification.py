@@ -133,7 +133,7 @@ class ClassificationTask(Task):
     @property
     def num_classes(self) -> int:
         """How many classes the network predicts."""
-        return len(self.classes)
+        return self.num_outputs
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy against class indices or (MixUp / CutMix) class probabilities."""

@@ -1,14 +1,15 @@
 """Object detection as a task (paper §6.3, SSDLite): anchor matching, box coding, the two losses of the
 reference implementations, and COCO mAP through pycocotools.
 
-* ``focal`` (TF Object Detection API, ``ssdlite_mobilenet_v3_*_320x320_coco.config``): weighted sigmoid
+* ``sigmoid_focal`` (TF Object Detection API, ``ssdlite_mobilenet_v3_*_320x320_coco.config``): weighted sigmoid
   focal loss (alpha 0.75, gamma 2) over every anchor and class column, smooth L1 on matched anchors, both
   normalised by the number of matches.
-* ``hard_negative_ce`` (torchvision ``SSD.compute_loss``, torchvision/models/detection/ssd.py): softmax
+* ``softmax_hard_negatives`` (torchvision ``SSD.compute_loss``, torchvision/models/detection/ssd.py): softmax
   cross-entropy over the positives and the 3x as many hardest negatives, smooth L1 on the positives.
 
 Both match with an argmax matcher (IoU >= 0.5) that also gives every ground-truth box its best anchor, and
-encode boxes as (dx, dy, dw, dh) scaled by (10, 10, 5, 5). Class index 0 is the background; a dataset's
+encode boxes as (dx, dy, dw, dh) scaled by (10, 10, 5, 5) (:mod:`mnv3.models.boxes`); the settings are the
+detector's head spec (:class:`mnv3.spec.detection.SSDLiteSpec`: ``loss``, ``matcher``, ``box_coder``). Class index 0 is the background; a dataset's
 categories are 1..K. A network's raw outputs are a mapping with ``bbox_regression`` (N, A, 4),
 ``cls_logits`` (N, A, K + 1) and ``anchors`` (A, 4, xyxy pixels); in eval mode the task scores what the
 network's ``postprocess`` gives (per image ``boxes``, ``scores``, ``labels``).
@@ -29,38 +30,18 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert, box_iou, sigmoid_focal_loss
 
+from mnv3.models.boxes import decode_boxes, encode_boxes
+from mnv3.spec.detection import BoxCoderSpec, ClassificationLoss, LossSpec, MatcherSpec, SSDLiteSpec
 from mnv3.tasks.base import Evaluation, Meter, Task
 
-LOSSES = ("focal", "hard_negative_ce")
+__all__ = ["CocoMeter", "DetectionTask", "decode_boxes", "encode_boxes", "match_anchors"]
+
 # pycocotools' COCOeval.stats, in its order (cocoeval.py, summarize())
 COCO_STATS = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")  # fmt: skip
-_MAX_DW = math.log(1000.0 / 16)  # the clamp of torchvision's BoxCoder and TF's decoders on exp()
 
 
-def encode_boxes(boxes: torch.Tensor, anchors: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """Regression targets of xyxy ``boxes`` against their anchors: centre offsets in anchor sizes and log size
-    ratios, times ``weights`` (wx, wy, ww, wh) — the Faster R-CNN box coder that SSD uses (§6.3)."""
-    wx, wy, ww, wh = weights
-    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
-    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    bx, by = boxes[:, 0] + 0.5 * bw, boxes[:, 1] + 0.5 * bh
-    return torch.stack([wx * (bx - ax) / aw, wy * (by - ay) / ah, ww * torch.log(bw / aw), wh * torch.log(bh / ah)], dim=1)
-
-
-def decode_boxes(deltas: torch.Tensor, anchors: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
-    """Inverse of :func:`encode_boxes`: xyxy boxes from regression outputs (size ratios clamped as torchvision does)."""
-    wx, wy, ww, wh = weights
-    aw, ah = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
-    ax, ay = anchors[:, 0] + 0.5 * aw, anchors[:, 1] + 0.5 * ah
-    cx, cy = deltas[..., 0] / wx * aw + ax, deltas[..., 1] / wy * ah + ay
-    w = torch.exp((deltas[..., 2] / ww).clamp(max=_MAX_DW)) * aw
-    h = torch.exp((deltas[..., 3] / wh).clamp(max=_MAX_DW)) * ah
-    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-
-
-def match_anchors(boxes: torch.Tensor, anchors: torch.Tensor, iou_threshold: float = 0.5) -> torch.Tensor:
+def match_anchors(boxes: torch.Tensor, anchors: torch.Tensor, iou_threshold: float = 0.5, force: bool = True) -> torch.Tensor:
     """For each anchor, the index of its ground-truth box or -1 (background): argmax IoU >= threshold, and each
     box's best anchor matched to it whatever its IoU (TF's force_match_for_each_row; torchvision's SSDMatcher)."""
     matched = torch.full((anchors.shape[0],), -1, dtype=torch.int64, device=anchors.device)
@@ -69,26 +50,9 @@ def match_anchors(boxes: torch.Tensor, anchors: torch.Tensor, iou_threshold: flo
     iou = box_iou(boxes, anchors)  # (G, A)
     best, best_box = iou.max(dim=0)
     matched = torch.where(best >= iou_threshold, best_box, matched)
-    matched[iou.argmax(dim=1)] = torch.arange(boxes.shape[0], device=anchors.device)
+    if force:
+        matched[iou.argmax(dim=1)] = torch.arange(boxes.shape[0], device=anchors.device)
     return matched
-
-
-@dataclass(frozen=True)
-class DetectionSettings:
-    """The loss and matching of a detector (named fields; the presets' values are in the head spec)."""
-
-    loss: str = "focal"  # one of LOSSES
-    iou_threshold: float = 0.5
-    box_coder_weights: tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
-    focal_alpha: float = 0.75
-    focal_gamma: float = 2.0
-    negatives_per_positive: int = 3
-    localization_weight: float = 1.0
-    classification_weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"detection loss must be one of {list(LOSSES)}, got {self.loss!r}")
 
 
 @dataclass
@@ -189,11 +153,25 @@ class DetectionTask(Task):
     name: ClassVar[str] = "detection"
     primary_metric: ClassVar[str] = "mAP"
 
-    def __init__(self, classes: Sequence[str], settings: DetectionSettings | None = None) -> None:
+    def __init__(
+        self, classes: Sequence[str], loss: LossSpec | None = None, matcher: MatcherSpec | None = None, box_coder: BoxCoderSpec | None = None
+    ) -> None:
         if not classes:
             raise ValueError("a detection task needs at least one class")
         self.classes = list(classes)
-        self.settings = settings or DetectionSettings()
+        self.loss_spec, self.matcher, self.box_coder = loss or LossSpec(), matcher or MatcherSpec(), box_coder or BoxCoderSpec()
+        if self.loss_spec.classification is ClassificationLoss.SOFTMAX_HARD_NEGATIVES and not self.loss_spec.negative_ratio:
+            raise ValueError("the softmax hard-negative loss needs negative_ratio (torchvision SSD: 3)")
+
+    @property
+    def num_outputs(self) -> int:
+        """The dataset's categories plus the background (class 0), as SSD predicts them."""
+        return len(self.classes) + 1
+
+    @classmethod
+    def from_head(cls, classes: Sequence[str], head: SSDLiteSpec) -> DetectionTask:
+        """The loss, matcher and box coder a detector's head spec records (its preset's, §6.3)."""
+        return cls(classes, head.loss, head.matcher, head.box_coder)
 
     @classmethod
     def from_config(cls, cfg: Any, classes: Sequence[str]) -> DetectionTask:
@@ -201,38 +179,38 @@ class DetectionTask(Task):
         from mnv3.models.registry import resolve_spec
 
         spec = resolve_spec(cfg.model, preset=cfg.preset or "paper")
-        head = getattr(spec, "detection", None)
-        if head is None:
+        if spec.detection is None:
             raise ValueError(f"{cfg.model} is not a detector; pick one of the ssdlite_* models (mnv3 models)")
-        return cls(classes, detection_settings(head))
+        return cls.from_head(classes, spec.detection)
 
     def loss(self, outputs: Mapping[str, torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> torch.Tensor:
         """Localization + classification loss of a batch, normalised by the number of matched anchors."""
-        s = self.settings
+        s, weights = self.loss_spec, self.box_coder.weights
         reg, logits, anchors = outputs["bbox_regression"].float(), outputs["cls_logits"].float(), outputs["anchors"]
         cls_targets, loc_losses, n_pos = [], [], 0
         for i, t in enumerate(targets):
-            matched = match_anchors(t["boxes"], anchors, s.iou_threshold)
+            matched = match_anchors(t["boxes"], anchors, self.matcher.iou_threshold, self.matcher.force_match_for_each_box)
             pos = torch.nonzero(matched >= 0).flatten()
             n_pos += len(pos)
-            target_reg = encode_boxes(t["boxes"][matched[pos]], anchors[pos], s.box_coder_weights)
-            loc_losses.append(F.smooth_l1_loss(reg[i, pos], target_reg, beta=1.0, reduction="sum"))
+            target_reg = encode_boxes(t["boxes"][matched[pos]], anchors[pos], weights)
+            loc_losses.append(F.smooth_l1_loss(reg[i, pos], target_reg, beta=s.smooth_l1_delta, reduction="sum"))
             labels = torch.zeros(anchors.shape[0], dtype=torch.int64, device=anchors.device)
             labels[pos] = t["labels"][matched[pos]].long()
             cls_targets.append(labels)
         labels = torch.stack(cls_targets)
         norm = max(n_pos, 1)
         loc = torch.stack(loc_losses).sum() / norm
-        if s.loss == "focal":
+        if s.classification is ClassificationLoss.SIGMOID_FOCAL:
             one_hot = F.one_hot(labels, logits.shape[-1]).to(logits.dtype)
-            cls = sigmoid_focal_loss(logits, one_hot, alpha=s.focal_alpha, gamma=s.focal_gamma, reduction="sum") / norm
+            alpha, gamma = s.focal_alpha if s.focal_alpha is not None else -1, s.focal_gamma or 0.0
+            cls = sigmoid_focal_loss(logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum") / norm
         else:
             ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
             fg = labels > 0
             neg = ce.clone()
             neg[fg] = -math.inf
             order = neg.sort(dim=1, descending=True).indices.sort(dim=1).indices  # each anchor's rank among negatives
-            hard = order < s.negatives_per_positive * fg.sum(1, keepdim=True)
+            hard = order < s.negative_ratio * fg.sum(1, keepdim=True)  # type: ignore[operator]
             cls = (ce[fg].sum() + ce[hard].sum()) / norm
         return s.localization_weight * loc + s.classification_weight * cls
 
@@ -277,8 +255,3 @@ class DetectionTask(Task):
         finally:
             plt.close(fig)
 
-
-def detection_settings(head: Any) -> DetectionSettings:
-    """The task's settings from a detection head spec (its fields of the same names; the rest keep defaults)."""
-    names = {f for f in DetectionSettings.__dataclass_fields__}
-    return DetectionSettings(**{n: getattr(head, n) for n in names if hasattr(head, n)})

@@ -245,7 +245,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-RECIPES = ("fashion-mnist", "paper", "torchvision", "timm")
+RECIPES = ("fashion-mnist", "paper", "torchvision", "timm", "fashion-scenes", "ssdlite-paper", "ssdlite-torchvision")
+# the recipe a task trains with when --recipe is not given
+DEFAULT_RECIPES = {"classification": "fashion-mnist", "detection": "fashion-scenes"}
 
 
 def recipe_path(name: str) -> Path:

@@ -7,8 +7,10 @@ Fashion-MNIST: the 60,000 training images and the 10,000 test images (the evalua
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -36,6 +38,7 @@ class DataBundle:
     preprocessing: Preprocessing
     in_chans: int
     val_name: str = "val"
+    collate: Callable[[list[Any]], Any] | None = None  # None: torch's default_collate (detection keeps target lists)
 
 
 def balanced_order(labels: torch.Tensor) -> list[int]:
@@ -192,7 +195,9 @@ def steps_per_epoch(ds: Dataset, info: DistInfo, global_batch: int) -> int:
     return n
 
 
-def train_loader(ds: TransformedDataset, info: DistInfo, cfg: TrainConfig, epoch: int, start_batch: int, pin: bool) -> DataLoader:
+def train_loader(
+    ds: TransformedDataset, info: DistInfo, cfg: TrainConfig, epoch: int, start_batch: int, pin: bool, collate: Callable | None = None
+) -> DataLoader:
     """The loader of one epoch, skipping the ``start_batch`` batches a resumed run has already seen."""
     ds.epoch = epoch
     sampler = train_sampler(ds, info, cfg.seed)
@@ -208,11 +213,14 @@ def train_loader(ds: TransformedDataset, info: DistInfo, cfg: TrainConfig, epoch
         pin_memory=pin,
         generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch),
         persistent_workers=False,
+        collate_fn=collate,
     )
 
 
-def eval_loader(ds: Dataset, info: DistInfo, cfg: TrainConfig, pin: bool = False) -> DataLoader:
+def eval_loader(ds: Dataset, info: DistInfo, cfg: TrainConfig, pin: bool = False, collate: Callable | None = None) -> DataLoader:
     """Disjoint, unpadded shards (rank, rank + world, ...), so summed counts are exact."""
     b = max(1, (cfg.eval_batch_size or cfg.batch_size) // info.world_size)
     indices = list(range(info.rank, len(ds), info.world_size))  # type: ignore[arg-type]
-    return DataLoader(ds, batch_size=b, sampler=indices, num_workers=cfg.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        ds, batch_size=b, sampler=indices, num_workers=cfg.workers, pin_memory=pin, generator=torch.Generator().manual_seed(0), collate_fn=collate
+    )

@@ -44,6 +44,7 @@ from mnv3.train.evaluate import autocast, evaluate
 from mnv3.train.metrics import MetricsLogger, read_metrics, truncate_metrics
 from mnv3.train.optim import build_optimizer, build_scheduler
 from mnv3.train.run_state import RunLock, RunPhase, RunStatusFile, missing_artifacts, read_status, write_status
+from mnv3.train.task_data import build_task_data
 from mnv3.utils.atomic import atomic_write_text
 
 
@@ -72,6 +73,8 @@ class TrainResult:
     wall_s: float = 0.0
     phase: RunPhase = RunPhase.TRAINING
     artifacts: list[Path] = field(default_factory=list)
+    summary: str = ""  # the final evaluation in the task's words, e.g. "top-1 91.20 %, top-5 99.80 %"
+    split: str = ""  # the evaluation split's name (test, val)
 
     @property
     def exit_code(self) -> int:
@@ -261,7 +264,7 @@ class Trainer:
             raise ValueError("SyncBatchNorm needs CUDA devices (torch supports it only there); drop sync_bn for CPU runs")
 
         seed_everything(cfg.seed)
-        self.data = D.build_data(cfg, info)
+        self.data = build_task_data(cfg, info)
         self.task = build_task(cfg, self.data.classes)
         self.steps_per_epoch = D.steps_per_epoch(self.data.train, info, cfg.batch_size)
         self.total_steps = max(1, math.ceil(cfg.epochs * self.steps_per_epoch))
@@ -295,7 +298,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.own_model = model is None
         if model is None:
-            model = build_model(cfg, len(self.data.classes), self.data.in_chans)
+            model = build_model(cfg, self.task.num_outputs, self.data.in_chans)
         self.net_spec = getattr(model, "spec", None)  # the bare network's, before QAT / DDP wrapping
         if cfg.qat:
             size = cfg.resolution
@@ -392,7 +395,9 @@ class Trainer:
             f"then continue with: mnv3 train --resume {self.run_dir}"
         )
 
-    def write_status(self, outcome: RunStatus | None = None, message: str = "", artifacts: list[Path] | None = None) -> None:
+    def write_status(
+        self, outcome: RunStatus | None = None, message: str = "", artifacts: list[Path] | None = None, summary: str = ""
+    ) -> None:
         """Mirror the run's phase, step and best metric to ``status.json`` (rank 0)."""
         if not self.info.is_main:
             return
@@ -400,7 +405,7 @@ class Trainer:
         status = RunStatusFile(
             self.phase, self.step, self.stop_at, self.cfg.model if self.own_model else type(self.core).__name__, self.data.name,
             outcome.value if outcome is not None else None, message, best,
-            [str(p.relative_to(self.run_dir)) for p in artifacts or []],
+            [str(p.relative_to(self.run_dir)) for p in artifacts or []], summary,
         )  # fmt: skip
         write_status(self.run_dir, status)
 
@@ -461,13 +466,14 @@ class Trainer:
             self.phase = RunPhase.ARTIFACTS
             self.write_status()
             artifacts = self.write_artifacts(ev)
+            summary = self.task.summary(ev) if ev is not None else ""
             self.phase = RunPhase.FINISHED
-            self.write_status(RunStatus.COMPLETED, artifacts=artifacts)
+            self.write_status(RunStatus.COMPLETED, artifacts=artifacts, summary=summary)
         except WriteFailed as e:
             self.write_status_quietly(RunStatus.WRITE_FAILED, str(e))
             return self._result(RunStatus.WRITE_FAILED, str(e), None)
         result = self._result(RunStatus.COMPLETED, "", None)
-        result.final, result.artifacts = (ev.to_dict() if ev is not None else {}), artifacts
+        result.final, result.artifacts, result.summary = (ev.to_dict() if ev is not None else {}), artifacts, summary
         weights = self.run_dir / "model.safetensors"
         result.weights = weights if weights in artifacts else None
         return result
@@ -492,8 +498,9 @@ class Trainer:
     def _result(self, status: RunStatus, message: str, signum: int | None) -> TrainResult:
         ips = self.train_images / max(self.train_time, 1e-9)
         return TrainResult(
-            status, self.run_dir, self.step, self.step / self.steps_per_epoch, message, signal=signum, train_images_per_s=ips, phase=self.phase
-        )
+            status, self.run_dir, self.step, self.step / self.steps_per_epoch, message, signal=signum, train_images_per_s=ips, phase=self.phase,
+            split=self.data.val_name,
+        )  # fmt: skip
 
     def _already_finished(self) -> TrainResult:
         """A finished run resumed: nothing to do; says so and points to its artifacts."""
@@ -502,6 +509,7 @@ class Trainer:
         self.log(f"{self.run_dir} already finished at step {self.step}; nothing to do. Artifacts: {', '.join(a.name for a in artifacts)}")
         result = self._result(RunStatus.COMPLETED, "already finished", None)
         result.phase, result.artifacts = RunPhase.FINISHED, artifacts
+        result.summary = status.summary if status else ""
         final = self.run_dir / "final_metrics.json"
         if final.is_file():
             result.final = {k: v for k, v in json.loads(final.read_text()).items() if k != "split"}
@@ -575,7 +583,7 @@ class Trainer:
 
         cfg, info, spe = self.cfg, self.info, self.steps_per_epoch
         epoch, start_batch = divmod(self.step, spe)
-        loader = D.train_loader(self.data.train, info, cfg, epoch, start_batch, pin=self.device.type == "cuda")
+        loader = D.train_loader(self.data.train, info, cfg, epoch, start_batch, pin=self.device.type == "cuda", collate=self.data.collate)
         bar = tqdm(
             total=spe, initial=start_batch, desc=f"epoch {epoch + 1}/{math.ceil(self.total_steps / spe)}", unit="step",
             disable=not (info.is_main and cfg.progress) or None, dynamic_ncols=True, leave=False,
@@ -610,6 +618,7 @@ class Trainer:
                 at_end = self.step >= self.stop_at
                 if cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0 and self.step % spe != 0 and not at_end:
                     self.save("last.pt", RunPhase.TRAINING)
+                    self.write_status()
                 if flags[1] > 0:
                     signum = int(stop.signum or signal.SIGTERM)
                     if not at_end:  # at the last step, fit() saves the final state itself
@@ -647,7 +656,7 @@ class Trainer:
     # ---- evaluation
 
     def _evaluate(self, model: nn.Module) -> Evaluation:
-        loader = D.eval_loader(self.data.val, self.info, self.cfg, pin=self.device.type == "cuda")  # type: ignore[arg-type]
+        loader = D.eval_loader(self.data.val, self.info, self.cfg, pin=self.device.type == "cuda", collate=self.data.collate)  # type: ignore[arg-type]
         return evaluate(model, loader, self.task, self.device, self.cfg.precision, self.cfg.channels_last)
 
     def validate(self, final: bool = False) -> Evaluation | None:
@@ -677,7 +686,7 @@ class Trainer:
     def _plot_curves(self) -> Path | None:
         from mnv3.train.plots import plot_curves
 
-        return plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png")
+        return plot_curves(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "curves.png", self.task.primary_metric)
 
     def write_artifacts(self, ev: Evaluation | None) -> list[Path]:
         """Rank 0: final metrics, the task's figures, curves, the weights as mnv3 safetensors and the hooks' files,

@@ -112,6 +112,7 @@ class RunStatusFile:
     message: str = ""
     best: dict[str, Any] = field(default_factory=dict)  # {"metric": "top1", "value": 0.91}
     artifacts: list[str] = field(default_factory=list)
+    summary: str = ""  # the final evaluation in the task's words ("top-1 91.20 %, top-5 99.80 %")
     updated: float = 0.0
 
     def to_json(self) -> str:

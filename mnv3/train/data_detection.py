@@ -1,0 +1,74 @@
+"""Detection data for a training run (paper §6.3): Fashion scenes by default (generated into the cache on first
+use), or a COCO-layout folder; SSD's box-aware v2 augmentation; targets kept as per-image lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnv3.data.detection import (
+    CocoDetection,
+    detection_collate,
+    detection_eval_transform,
+    detection_train_transform,
+    ensure_fashion_scenes,
+)
+from mnv3.train.config import TrainConfig
+from mnv3.train.data import DataBundle
+from mnv3.train.distributed import DistInfo, barrier
+from mnv3.utils.preprocessing import IMAGENET, Preprocessing
+
+FASHION_SCENES = "fashion-scenes"
+# (images folder, instances file) of a split, in the layouts mnv3 reads: fashion scenes' and COCO 2017's
+_LAYOUTS = {
+    "train": (("train/images", "train/instances.json"), ("train2017", "annotations/instances_train2017.json")),
+    "val": (
+        ("val/images", "val/instances.json"), ("test/images", "test/instances.json"),
+        ("val2017", "annotations/instances_val2017.json"),
+    ),
+}  # fmt: skip
+
+
+def _split(root: Path, split: str) -> tuple[Path, Path]:
+    for images, ann in _LAYOUTS[split]:
+        if (root / images).is_dir() and (root / ann).is_file():
+            return root / images, root / ann
+    wanted = " or ".join(f"{a} with {i}/" for i, a in _LAYOUTS[split])
+    raise FileNotFoundError(f"{root} has no {split} split: expected {wanted} (COCO format)")
+
+
+def _limit(ds: CocoDetection, n: int | None) -> CocoDetection:
+    if n is not None:
+        if n <= 0 or n > len(ds.records):
+            raise ValueError(f"subset size must be in 1..{len(ds.records)}, got {n}")
+        ds.records = ds.records[:n]
+    return ds
+
+
+def detection_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBundle:
+    """The train and evaluation sets of a detection run, with the preprocessing saved beside the weights."""
+    info = info or DistInfo()
+    if cfg.data in (None, "", FASHION_SCENES):
+        train_n, test_n = cfg.train_subset or 8000, cfg.val_subset or 1000
+        if info.is_main:  # rank 0 generates once; the others wait, then find it complete
+            root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, download=cfg.download, progress=cfg.progress)
+        barrier()
+        root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, progress=False)
+        name = FASHION_SCENES
+    else:
+        root, name = Path(str(cfg.data)), str(cfg.data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data {cfg.data!r} is neither 'fashion-scenes' nor a folder of COCO-format data")
+    mean = tuple(cfg.mean) if cfg.mean is not None else IMAGENET.mean
+    std = tuple(cfg.std) if cfg.std is not None else IMAGENET.std
+    size = cfg.resolution
+    pp = Preprocessing(resize=size, crop=size, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=False)
+    tr_images, tr_ann = _split(root, "train")
+    va_images, va_ann = _split(root, "val")
+    train = CocoDetection(tr_images, tr_ann, strict=cfg.strict, transforms=detection_train_transform(size, mean, std, hflip=cfg.hflip), seed=cfg.seed)
+    val = CocoDetection(va_images, va_ann, strict=cfg.strict, include_crowd=True, transforms=detection_eval_transform(size, mean, std))
+    if train.classes != val.classes:
+        raise ValueError(f"{root}: the train and evaluation splits have different categories ({train.classes[:3]}... vs {val.classes[:3]}...)")
+    if cfg.data not in (None, "", FASHION_SCENES):
+        train, val = _limit(train, cfg.train_subset), _limit(val, cfg.val_subset)
+    val_name = "test" if va_ann.parent.name == "test" else "val"
+    return DataBundle(name, train, val, list(train.classes), pp, 3, val_name, collate=detection_collate)  # type: ignore[arg-type]
