@@ -7,9 +7,14 @@ from collections.abc import Callable
 from mnv3.train.config import TrainConfig
 from mnv3.train.data import DataBundle, build_data
 from mnv3.train.data_detection import detection_data
+from mnv3.train.data_segmentation import segmentation_data
 from mnv3.train.distributed import DistInfo
 
-DATA_BUILDERS: dict[str, Callable[[TrainConfig, DistInfo], DataBundle]] = {"classification": build_data, "detection": detection_data}
+DATA_BUILDERS: dict[str, Callable[[TrainConfig, DistInfo], DataBundle]] = {
+    "classification": build_data,
+    "detection": detection_data,
+    "segmentation": segmentation_data,
+}
 
 
 def build_task_data(cfg: TrainConfig, info: DistInfo) -> DataBundle:
