@@ -84,10 +84,11 @@ def test_params_and_madds_are_the_profilers(key) -> None:
 
 
 def test_expected_shapes_mirror_the_model() -> None:
-    """The converters' shape check (no model built) agrees with the network (classifier or SSDLite) of every registered name."""
+    """The converters' shape check (no model built) agrees with the network (classifier, SSDLite or LR-ASPP) of every registered name."""
     presets = ("paper", "torchvision", "timm", "keras")
     for i, name in enumerate(list_models()):
-        usable = presets[:2] if get_variant(name).detection else presets  # SSDLite: paper and torchvision presets only
+        variant = get_variant(name)
+        usable = presets[:2] if variant.detection or variant.segmentation else presets  # SSDLite, LR-ASPP: paper and torchvision presets only
         spec = build_spec(name, preset=usable[i % len(usable)])  # every preset, over the names
         actual = {k: tuple(v.shape) for k, v in build_network(spec).state_dict().items()}
         assert list(expected_shapes(spec).items()) == list(actual.items()), name

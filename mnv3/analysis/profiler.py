@@ -1,11 +1,14 @@
 """Parameters and multiply-adds as the paper counts them: conv and linear MACs only (paper Table 9; docs/architecture.md).
 
 Counting uses ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per MAC); BN, activations,
-pooling and bias adds are not counted, exactly as in Table 9.
+pooling, resizing, element-wise products and bias adds are not counted, exactly as in Tables 7-9.
+By default the pass runs on a copy of the model on the meta device: shapes only, no arithmetic, so
+a segmenter at 1024x2048 (Table 7) is counted in well under a second.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 
@@ -68,10 +71,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def profile_model(model: nn.Module, resolution: int | tuple[int, int] = 224, name: str | None = None) -> Profile:
-    """Run one batch-1 forward pass in eval mode and count parameters and conv/linear MAdds per layer."""
+def profile_model(
+    model: nn.Module, resolution: int | tuple[int, int] = 224, name: str | None = None, *, device: str | torch.device = "meta"
+) -> Profile:
+    """Run one batch-1 forward pass in eval mode (on a meta-device copy by default) and count parameters and conv/linear MAdds per layer."""
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     in_chans = getattr(getattr(model, "spec", None), "in_chans", 3)
+    params = count_params(model)
+    label = name or getattr(getattr(model, "spec", None), "name", type(model).__name__)
+    if torch.device(device).type == "meta":
+        model = copy.deepcopy(model).to("meta")
     layer_modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = [
@@ -83,7 +92,7 @@ def profile_model(model: nn.Module, resolution: int | tuple[int, int] = 224, nam
     counter = FlopCounterMode(display=False)
     try:
         with torch.no_grad(), counter:
-            model(torch.zeros(1, in_chans, h, w))
+            model(torch.zeros(1, in_chans, h, w, device=next(model.parameters()).device))
     finally:
         for hk in hooks:
             hk.remove()
@@ -103,5 +112,4 @@ def profile_model(model: nn.Module, resolution: int | tuple[int, int] = 224, nam
             )
         )
     total = int(counter.get_total_flops() // 2)
-    label = name or getattr(getattr(model, "spec", None), "name", type(model).__name__)
-    return Profile(label, (h, w), count_params(model), total, tuple(layers))
+    return Profile(label, (h, w), params, total, tuple(layers))

@@ -2,6 +2,7 @@
 
 from mnv3.models.extractor import FeatureExtractor
 from mnv3.models.features import FeatureInfo, TapKind, expansion_names, feature_info, pyramid_names
+from mnv3.models.lraspp import LRASPP
 from mnv3.models.mobilenetv3 import MobileNetV3
 from mnv3.models.registry import (
     Family,
@@ -18,5 +19,5 @@ from mnv3.models.ssdlite import SSDLite
 
 __all__ = [
     "FeatureInfo", "TapKind", "feature_info", "pyramid_names", "expansion_names", "MobileNetV3", "FeatureExtractor",
-    "Family", "Network", "Variant", "SSDLite", "build_network", "build_spec", "create_model", "get_variant", "list_models", "register",
+    "Family", "Network", "Variant", "SSDLite", "LRASPP", "build_network", "build_spec", "create_model", "get_variant", "list_models", "register",
 ]

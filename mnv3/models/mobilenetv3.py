@@ -48,6 +48,21 @@ def check_input(spec: ModelSpec, x: torch.Tensor) -> None:
         )
 
 
+def init_weights_(model: nn.Module) -> None:
+    """torchvision's init: Kaiming-normal fan_out convs, N(0, 0.01) linears, zero biases, unit BN (classifier §5, LR-ASPP §6.4)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
 class SpecNetwork(nn.Module):
     """What every network built from a spec shares (classifier §5, SSDLite §6.3): ``config``, ``num_classes``, the input check."""
 
@@ -83,6 +98,8 @@ class MobileNetV3(SpecNetwork):
         validate(spec)
         if spec.detection is not None:
             raise ValueError(f"{spec.name} is an SSDLite detector spec; build it with mnv3.create_model (mnv3.models.SSDLite)")
+        if spec.segmentation is not None:
+            raise ValueError(f"{spec.name} is an LR-ASPP segmenter spec; build it with mnv3.create_model (mnv3.models.LRASPP)")
         self.spec = spec
         self.stem, self.blocks, self.head_conv = backbone_layers(spec)
         # after pooling: 1x1 hidden layer without BN (a Linear on the pooled vector), then classifier
@@ -98,17 +115,7 @@ class MobileNetV3(SpecNetwork):
 
     def _init_weights(self) -> None:
         """torchvision's init: Kaiming-normal fan_out convs, N(0, 0.01) linears, zero biases, unit BN."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights_(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone up to the pre-pool head conv (C5)."""

@@ -1,9 +1,9 @@
 """One builder for every variant: registered names resolve to a recipe of spec transforms.
 
-``create_model(name)`` = table -> preset conventions -> (SSDLite head spec) -> (reduced tail)
--> (minimalistic) -> width multiplier -> (output stride) -> classes. A spec with a ``detection``
-head builds the SSDLite detector (§6.3), any other the classifier. Nothing dispatches on
-substrings of names.
+``create_model(name)`` = table -> preset conventions -> (SSDLite / LR-ASPP head spec) -> (reduced
+tail) -> (minimalistic) -> width multiplier -> (output stride) -> classes. A spec with a
+``detection`` head builds the SSDLite detector (§6.3), one with a ``segmentation`` head the LR-ASPP
+segmenter (§6.4), any other the classifier. Nothing dispatches on substrings of names.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnv3.models.lraspp import LRASPP
 from mnv3.models.mobilenetv3 import MobileNetV3
 from mnv3.models.ssdlite import SSDLite
 from mnv3.spec import transforms as T
-from mnv3.spec.conventions import DETECTION_BN_MOMENTUM, Preset, get_preset, get_ssdlite_preset
+from mnv3.spec.conventions import DETECTION_BN_MOMENTUM, Preset, get_preset, get_segmentation_preset, get_ssdlite_preset
+from mnv3.spec.segmentation import LRASPPSpec, PoolMode, SegmentationHead
 from mnv3.spec.serialize import load_spec
 from mnv3.spec.tables import LARGE, SMALL
 from mnv3.spec.types import Conventions, Family, ModelSpec, Origin
@@ -26,7 +28,8 @@ from mnv3.utils.suggest import did_you_mean
 
 TABLES: dict[Family, ModelSpec] = {Family.LARGE: LARGE, Family.SMALL: SMALL}
 DETECTION_NUM_CLASSES = 91  # COCO's 90 classes + background, as torchvision and the TF OD API count them
-Network = MobileNetV3 | SSDLite
+SEGMENTATION_NUM_CLASSES = 19  # Cityscapes' 19 evaluated classes (paper §6.4, Tables 7-8)
+Network = MobileNetV3 | SSDLite | LRASPP
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,15 @@ class Variant:
     paper_head_hidden: int | None = None  # hidden-head width under the paper preset only (Table 9's Large 1.25 row)
     dropout: float = 0.2
     detection: bool = False  # an SSDLite detector on this backbone (§6.3), head spec from the preset
+    segmentation_head: str | None = None  # "lraspp" / "raspp": a segmenter on this backbone (§6.4, Table 7), head spec from the preset
+    inter_channels: int | None = None  # the segmentation head's F (Table 7); None = the preset's 128
+    pool: str | None = None  # the pooling branch's mode, "fixed" / "scaled" / "global"; None = the preset's
     description: str = ""
+
+    @property
+    def segmentation(self) -> bool:
+        """Whether this variant is a segmenter (LR-ASPP or R-ASPP, §6.4)."""
+        return self.segmentation_head is not None
 
 
 _REGISTRY: dict[str, Variant] = {}
@@ -89,6 +100,29 @@ for _fam in (Family.LARGE, Family.SMALL):
         Variant(_fam, reduced_tail=True, detection=True, description=f"SSDLite, MobileNetV3-{_t}, reduced tail (§6.3 †, Table 6)"),
     )
 
+# Segmenters (§6.4, Tables 7-8): LR-ASPP with RF2 at output stride 16 (rows 8 and 11, the chosen ones),
+# without RF2 (torchvision's lraspp_mobilenet_v3_large under preset="torchvision"), and the R-ASPP
+# baselines (rows 5-6, F = 256). Row 7 is inter_channels=256, Table 8's OS 32 rows output_stride=32.
+_RF2 = {"reduced_tail": True, "halve_first_expansion": True}
+for _fam in (Family.LARGE, Family.SMALL):
+    _t = _fam.value.capitalize()
+    register(
+        f"lraspp_mobilenetv3_{_fam.value}_100",
+        Variant(_fam, output_stride=16, segmentation_head="lraspp", **_RF2, description=f"LR-ASPP, MobileNetV3-{_t}, RF2, OS 16 (§6.4, Table 7)"),
+    )
+register(
+    "lraspp_mobilenetv3_large_100_full",
+    Variant(Family.LARGE, output_stride=16, segmentation_head="lraspp", description="LR-ASPP, MobileNetV3-Large, full tail, OS 16 (§6.4; torchvision)"),
+)
+register(
+    "raspp_mobilenetv3_large_100",
+    Variant(Family.LARGE, output_stride=16, segmentation_head="raspp", inter_channels=256, **_RF2, description="R-ASPP F=256, Large, RF2 (Table 7 row 6)"),
+)
+register(
+    "raspp_mobilenetv3_large_100_full",
+    Variant(Family.LARGE, output_stride=16, segmentation_head="raspp", inter_channels=256, description="R-ASPP F=256, Large, full tail (Table 7 row 5)"),
+)
+
 
 # Old spellings that users' scripts may hold -> the registered name (family, then minimal, then width).
 DEPRECATED_NAMES: dict[str, str] = {
@@ -97,9 +131,17 @@ DEPRECATED_NAMES: dict[str, str] = {
 }
 
 
-def list_models(*, detection: bool | None = None) -> list[str]:
-    """Registered model names, sorted: all, only the classifiers (``detection=False``) or only the SSDLite detectors (§6.3)."""
-    return sorted(n for n, v in _REGISTRY.items() if detection is None or v.detection is detection)
+def list_models(*, detection: bool | None = None, segmentation: bool | None = None) -> list[str]:
+    """Registered names, sorted: all; the detectors (``detection=True``, §6.3) and / or segmenters (``segmentation=True``, §6.4).
+
+    A flag given only as False (``list_models(detection=False)``) lists the classifiers: neither
+    detectors nor segmenters.
+    """
+    if detection is None and segmentation is None:
+        return sorted(_REGISTRY)
+    if not (detection or segmentation):
+        return sorted(n for n, v in _REGISTRY.items() if not v.detection and not v.segmentation)
+    return sorted(n for n, v in _REGISTRY.items() if (detection and v.detection) or (segmentation and v.segmentation))
 
 
 def is_registered(name: str) -> bool:
@@ -150,9 +192,11 @@ def build_spec(
 ) -> ModelSpec:
     """Resolve a registered name (plus overrides) to a concrete spec.
 
-    ``num_classes`` defaults to 1000 for classifiers and 91 (COCO + background) for detectors.
-    A detector's BN momentum is 0.03 (TF decay 0.97) under both of its presets. Overrides are Variant fields (``width``, ``minimal``, ``reduced_tail``, ``output_stride``,
-    ``head_hidden``, ``dropout``, ...) or Conventions fields (``bn_eps``, ``padding``, ...).
+    ``num_classes`` defaults to 1000 for classifiers, 91 (COCO + background) for detectors and 19
+    (Cityscapes) for segmenters. A detector's BN momentum is 0.03 (TF decay 0.97) under both of its
+    presets. Overrides are Variant fields (``width``, ``minimal``, ``reduced_tail``, ``output_stride``,
+    ``head_hidden``, ``dropout``, ``segmentation_head``, ``inter_channels``, ``pool``, ...) or
+    Conventions fields (``bn_eps``, ``padding``, ...).
     """
     name = canonical_name(name)
     registered = _REGISTRY[name]
@@ -167,7 +211,7 @@ def build_spec(
         conventions = dataclasses.replace(conventions, bn_momentum=DETECTION_BN_MOMENTUM)
     conventions = dataclasses.replace(conventions, **{k: v for k, v in overrides.items() if k in _CONVENTION_FIELDS})
     if num_classes is None:
-        num_classes = DETECTION_NUM_CLASSES if variant.detection else 1000
+        num_classes = DETECTION_NUM_CLASSES if variant.detection else SEGMENTATION_NUM_CLASSES if variant.segmentation else 1000
     origin = Origin(
         model=name,
         family=variant.family,
@@ -183,6 +227,9 @@ def build_spec(
     spec = spec.replace(head=dataclasses.replace(spec.head, dropout=variant.dropout))
     if variant.detection:
         spec = spec.replace(detection=get_ssdlite_preset(preset))
+    seg = segmentation_head_spec(variant, preset)
+    if seg is not None:
+        spec = spec.replace(segmentation=seg)
     if variant.reduced_tail:
         spec = T.reduce_tail(spec, halve_first_expansion=variant.halve_first_expansion)
     if variant.minimal:
@@ -195,6 +242,28 @@ def build_spec(
     if variant.output_stride != 32:
         spec = T.with_output_stride(spec, variant.output_stride)
     return spec
+
+
+def _choice(enum: type[SegmentationHead] | type[PoolMode], value: Any, option: str) -> Any:
+    try:
+        return enum(value)
+    except ValueError:
+        raise ValueError(f"{option} must be one of {[e.value for e in enum]}, got {value!r}") from None
+
+
+def segmentation_head_spec(variant: Variant, preset: Preset | str) -> LRASPPSpec | None:
+    """The LR-ASPP / R-ASPP head spec of a variant (§6.4): the preset's, with ``segmentation_head``, ``inter_channels`` and ``pool`` applied."""
+    if not variant.segmentation:
+        given = [k for k in ("inter_channels", "pool") if getattr(variant, k) is not None]
+        if given:
+            raise ValueError(f"options {given} apply to segmenters (see mnv3.list_models(segmentation=True)) or with segmentation_head='lraspp'")
+        return None
+    seg = dataclasses.replace(get_segmentation_preset(preset), head=_choice(SegmentationHead, variant.segmentation_head, "segmentation_head"))
+    if variant.inter_channels is not None:
+        seg = dataclasses.replace(seg, inter_channels=variant.inter_channels)
+    if variant.pool is not None:
+        seg = dataclasses.replace(seg, pool=_choice(PoolMode, variant.pool, "pool"))
+    return seg
 
 
 def create_model(
@@ -213,8 +282,12 @@ def create_model(
 
 
 def build_network(spec: ModelSpec) -> Network:
-    """The network of a spec: the SSDLite detector when it has a ``detection`` head (§6.3), else the classifier."""
-    return SSDLite(spec) if spec.detection is not None else MobileNetV3(spec)
+    """The network of a spec: SSDLite with a ``detection`` head (§6.3), LR-ASPP with a ``segmentation`` head (§6.4), else the classifier."""
+    if spec.detection is not None:
+        return SSDLite(spec)
+    if spec.segmentation is not None:
+        return LRASPP(spec)
+    return MobileNetV3(spec)
 
 
 def resolve_spec(name: str | ModelSpec | os.PathLike, num_classes: int | None = None, **overrides: Any) -> ModelSpec:

@@ -1,6 +1,14 @@
 """The typed MobileNetV3 architecture spec, its tables, transforms, presets and serialisation."""
 
-from mnv3.spec.conventions import PRESETS, SSDLITE_PRESETS, Preset, get_preset, get_ssdlite_preset
+from mnv3.spec.conventions import (
+    PRESETS,
+    SEGMENTATION_PRESETS,
+    SSDLITE_PRESETS,
+    Preset,
+    get_preset,
+    get_segmentation_preset,
+    get_ssdlite_preset,
+)
 from mnv3.spec.detection import (
     AnchorLayout,
     AnchorSpec,
@@ -13,6 +21,7 @@ from mnv3.spec.detection import (
     SSDLiteSpec,
     anchor_box_specs,
 )
+from mnv3.spec.segmentation import Gate, LowLevelFeature, LRASPPSpec, PoolMode, SegmentationHead, pool_geometry
 from mnv3.spec.serialize import (
     load_spec,
     save_spec,
@@ -57,4 +66,6 @@ __all__ = [
     "spec_from_dict", "spec_from_json", "spec_from_yaml", "spec_to_dict", "spec_to_json", "spec_to_yaml",
     "SSDLITE_PRESETS", "get_ssdlite_preset", "AnchorLayout", "AnchorSpec", "BoxCoderSpec", "ClassificationLoss", "LossSpec",
     "MatcherSpec", "PostprocessSpec", "ScoreFunction", "SSDLiteSpec", "anchor_box_specs",
+    "SEGMENTATION_PRESETS", "get_segmentation_preset", "Gate", "LowLevelFeature", "LRASPPSpec", "PoolMode", "SegmentationHead",
+    "pool_geometry",
 ]

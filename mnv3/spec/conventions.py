@@ -10,6 +10,7 @@ import math
 from enum import Enum
 
 from mnv3.spec import detection as det
+from mnv3.spec import segmentation as seg
 from mnv3.spec.types import AtrousStyle, Conventions, HeadScaling, Padding, StemScaling, WidthRounding
 
 
@@ -124,3 +125,26 @@ def get_ssdlite_preset(preset: Preset | str) -> det.SSDLiteSpec:
     if p not in SSDLITE_PRESETS:
         raise ValueError(f"SSDLite has no {p.value!r} preset; choose one of {[q.value for q in SSDLITE_PRESETS]}")
     return SSDLITE_PRESETS[p]
+
+
+SEGMENTATION_PRESETS: dict[Preset, seg.LRASPPSpec] = {
+    # Paper §6.4, Figure 10: F = 128, avg pool 49x49 stride (16, 20) (drawn for 1024x2048), sigmoid gate,
+    # 1/8 skip = the last 1/8 block's depthwise output (TF DeepLab models/research/deeplab
+    # feature_extractor.py, mobilenet_v3_{large,small}_seg decoder end points), head BN decay 0.9997,
+    # eps 1e-5 (TF DeepLab model.py). Table 7's R-ASPP rows are head=raspp, inter_channels=256.
+    Preset.PAPER: seg.LRASPPSpec(),
+    # torchvision models/segmentation/lraspp.py (lraspp_mobilenet_v3_large): AdaptiveAvgPool2d(1),
+    # inter_channels 128, low = the block entering 1/8 (features[4], 40 channels), head
+    # BatchNorm2d defaults (eps 1e-5, momentum 0.1).
+    Preset.TORCHVISION: seg.LRASPPSpec(
+        pool=seg.PoolMode.GLOBAL, low_level=seg.LowLevelFeature.FIRST_BLOCK_OUTPUT, bn_eps=1e-5, bn_momentum=0.1
+    ),
+}
+
+
+def get_segmentation_preset(preset: Preset | str) -> seg.LRASPPSpec:
+    """The segmentation head spec of a preset (§6.4); only the paper (TF DeepLab) and torchvision ones exist."""
+    p = Preset(preset)
+    if p not in SEGMENTATION_PRESETS:
+        raise ValueError(f"LR-ASPP has no {p.value!r} preset; choose one of {[q.value for q in SEGMENTATION_PRESETS]}")
+    return SEGMENTATION_PRESETS[p]

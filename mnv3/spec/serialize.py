@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnv3.spec.detection import SSDLiteSpec
+from mnv3.spec.segmentation import LRASPPSpec
 from mnv3.spec.textfiles import parse_json, parse_yaml, read_text
 from mnv3.spec.types import (
     Activation,
@@ -58,8 +59,9 @@ def _plain(value: Any) -> Any:
 def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     """A JSON-ready dict of plain types; enums become their string values."""
     data = {"format_version": FORMAT_VERSION, **_plain(spec)}
-    if spec.detection is None:
-        del data["detection"]  # a classifier's config stays what it always was
+    for head in ("detection", "segmentation"):
+        if getattr(spec, head) is None:
+            del data[head]  # a classifier's config stays what it always was
     return data
 
 
@@ -152,6 +154,7 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
         raise ValueError(f"spec format_version {version!r} is not supported (this mnv3 reads version {FORMAT_VERSION})")
     origin = data.pop("origin", None)
     detection = data.pop("detection", None)
+    segmentation = data.pop("segmentation", None)
     top = _fields(ModelSpec, data, "spec")
     stem = _fields(StemSpec, top["stem"], "stem")
     stem["act"] = _enum(Activation, stem["act"], "stem.act")
@@ -181,6 +184,8 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
         top["origin"] = Origin(**o)
     if detection is not None:
         top["detection"] = _dataclass(SSDLiteSpec, detection, "detection")
+    if segmentation is not None:
+        top["segmentation"] = _dataclass(LRASPPSpec, segmentation, "segmentation")
     spec = ModelSpec(**top)
     validate(spec)
     return spec

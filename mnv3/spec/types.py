@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from mnv3.spec.detection import SSDLiteSpec, validate_detection
+from mnv3.spec.segmentation import LRASPPSpec, validate_segmentation
 
 
 class Activation(str, Enum):
@@ -155,6 +156,7 @@ class ModelSpec:
     in_chans: int = 3
     origin: Origin | None = None  # set by the registry; None for hand-written specs
     detection: SSDLiteSpec | None = None  # an SSDLite detector on this backbone (paper §6.3); head.hidden / dropout unused then
+    segmentation: LRASPPSpec | None = None  # an LR-ASPP / R-ASPP segmenter on this backbone (paper §6.4); head.hidden / dropout unused then
 
     def replace(self, **changes: object) -> ModelSpec:
         """A copy with some fields changed (dataclasses.replace, validated)."""
@@ -218,3 +220,8 @@ def validate(spec: ModelSpec) -> None:
         _check(isinstance(spec.detection, SSDLiteSpec), f"detection must be an SSDLite spec, got {type(spec.detection).__name__}")
         validate_detection(spec.detection)
         _check(spec.num_classes >= 1, f"a detector needs num_classes >= 1 (background included), got {spec.num_classes}")
+    if spec.segmentation is not None:
+        _check(spec.detection is None, "a spec has a detection head or a segmentation head, not both")
+        _check(isinstance(spec.segmentation, LRASPPSpec), f"segmentation must be an LR-ASPP spec, got {type(spec.segmentation).__name__}")
+        validate_segmentation(spec.segmentation)
+        _check(spec.num_classes >= 1, f"a segmenter needs num_classes >= 1, got {spec.num_classes}")

@@ -90,6 +90,7 @@ def detect_format(path: str | Path, state: dict[str, torch.Tensor] | None = None
         (MNV3_MARKER, FileFormat.MNV3),
         (tv_convert.MARKER, FileFormat.TORCHVISION),
         (tv_convert.SSDLITE_MARKER, FileFormat.TORCHVISION),
+        (tv_convert.LRASPP_MARKER, FileFormat.TORCHVISION),
         (timm_convert.MARKER, FileFormat.TIMM),
     ):
         if marker in state:

@@ -343,8 +343,9 @@ def adapt_for_finetuning(res: Resolved, num_classes: int, in_chans: int) -> tupl
 
 
 def _is_class_layer(key: str) -> bool:
-    """Whether a state-dict key belongs to what the class count shapes: the classifier, or SSDLite's class predictors' 1x1 convs."""
-    return key.startswith("classifier.") or (key.startswith("cls_head.") and ".pred." in key)
+    """Whether a state-dict key belongs to what the class count shapes: the classifier, SSDLite's class predictors' 1x1 convs, or a segmenter's class convs (§6.4)."""
+    seg_classes = ("seg_head.low_classifier.", "seg_head.high_classifier.", "seg_head.classifier.")
+    return key.startswith(("classifier.", *seg_classes)) or (key.startswith("cls_head.") and ".pred." in key)
 
 
 def _put(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:

@@ -137,8 +137,9 @@ def overhead_key(spec: ModelSpec, resolution: int | tuple[int, int]) -> LayerKey
 
 def network_layers(spec: ModelSpec, resolution: int | tuple[int, int]) -> list[Layer]:
     """Every layer of the classifier ``spec`` at ``resolution`` in forward order (the same walk as MobileNetV3.__init__)."""
-    if spec.detection is not None:
-        raise ValueError(f"{spec.name} is an SSDLite detector; latency tables cover the classifier network only")
+    if spec.detection is not None or spec.segmentation is not None:
+        kind = "an SSDLite detector" if spec.detection is not None else "an LR-ASPP segmenter"
+        raise ValueError(f"{spec.name} is {kind}; latency tables cover the classifier network only")
     h, w = _size(resolution)
     if h < spec.total_stride or w < spec.total_stride:
         raise ValueError(f"resolution {h}x{w} is smaller than {spec.name}'s total stride {spec.total_stride}")

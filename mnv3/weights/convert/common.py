@@ -17,6 +17,7 @@ from mnv3.spec.conventions import Preset, get_preset
 from mnv3.spec.types import ModelSpec
 
 BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
+SEGMENTATION_CLASS_KEYS = ("seg_head.high_classifier.weight", "seg_head.classifier.weight")  # LR-ASPP, R-ASPP (§6.4)
 
 
 class Library(str, Enum):
@@ -83,11 +84,11 @@ class Mapped:
 
     @property
     def num_classes(self) -> int:
-        """Classifier size of the checkpoint (0 when it has no classifier); a detector's classes per anchor, background included."""
+        """Classifier size of the checkpoint (0 when it has no classifier); a detector's classes per anchor, background included; a segmenter's classes."""
         cls, box = self.tensors.get("cls_head.0.pred.weight"), self.tensors.get("box_head.0.pred.weight")
         if cls is not None and box is not None:  # SSDLite: (classes x anchors) and (4 x anchors) outputs on the first map
             return int(cls.shape[0]) * 4 // int(box.shape[0])
-        w = self.tensors.get("classifier.weight")
+        w = next((self.tensors[k] for k in SEGMENTATION_CLASS_KEYS if k in self.tensors), self.tensors.get("classifier.weight"))
         return 0 if w is None else int(w.shape[0])
 
     @property

@@ -14,6 +14,11 @@ original indices kept), the later blocks and the head conv. Those keys are put b
 classifier layout and walked as above; ``backbone.extra.{i}.{0,1,2}`` are the extra layers and
 ``head.{regression,classification}_head.module_list.{k}`` (``0`` depthwise conv+BN, ``1`` 1x1 conv)
 the predictors.
+
+``lraspp_mobilenet_v3_large`` (``torchvision/models/segmentation/lraspp.py``, paper §6.4) holds the
+dilated backbone's ``features`` under ``backbone.{i}`` (an ``IntermediateLayerGetter``) and the head
+under ``classifier``: ``cbr.{0,1}`` (1x1 conv + BN), ``scale.1`` (the gate's 1x1 conv, after the
+pool), ``low_classifier`` and ``high_classifier``; it is told by its ``classifier.cbr.0.weight`` key.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from mnv3.weights.convert.common import BN_FIELDS, Library, Mapped, group_by_ind
 
 MARKER = "features.0.0.weight"  # present in every torchvision MobileNetV3 state dict
 SSDLITE_MARKER = "backbone.features.0.0.0.weight"  # torchvision's SSDLite: the stem conv inside the first C4 half
+LRASPP_MARKER = "classifier.cbr.0.weight"  # torchvision's LR-ASPP head: the 1x1 conv of branch A
 _SSDLITE_EXTRA_UNITS = ("reduce", "dw", "expand")
 _SSDLITE_HEADS = (("regression_head", "box_head"), ("classification_head", "cls_head"))
 
@@ -40,6 +46,8 @@ def torchvision_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     """Rename a torchvision MobileNetV3 (or SSDLite-MobileNetV3) state dict to mnv3 keys (shapes are checked later)."""
     if SSDLITE_MARKER in state:
         return _ssdlite_to_mnv3(state)
+    if LRASPP_MARKER in state:
+        return _lraspp_to_mnv3(state)
     if MARKER not in state:
         raise ValueError(f"not a torchvision MobileNetV3 state dict: it has no {MARKER!r} key (first keys: {list(state)[:4]})")
     out = Mapped(Library.TORCHVISION)
@@ -107,14 +115,20 @@ def _ssdlite_backbone(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torc
     return renamed, source
 
 
-def _ssdlite_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
-    """torchvision ``ssdlite320_mobilenet_v3_large`` keys -> mnv3 SSDLite keys (backbone, extra layers, predictors)."""
-    renamed, source = _ssdlite_backbone(state)
+def _backbone(renamed: dict[str, torch.Tensor], source: dict[str, str]) -> Mapped:
+    """A detector's or segmenter's backbone, put back under the classifier's ``features.{i}`` keys, mapped; origins name the file's keys."""
     backbone = torchvision_to_mnv3(renamed)
     out = Mapped(Library.TORCHVISION)
     for key, value in backbone.tensors.items():
         src = backbone.origin[key]
         out.put(key, value, source.get(src, src))
+    return out
+
+
+def _ssdlite_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
+    """torchvision ``ssdlite320_mobilenet_v3_large`` keys -> mnv3 SSDLite keys (backbone, extra layers, predictors)."""
+    renamed, source = _ssdlite_backbone(state)
+    out = _backbone(renamed, source)
     used = set(source.values())
     for i, units in sorted(group_by_index(state, "backbone.extra.").items()):
         for j, role in enumerate(_SSDLITE_EXTRA_UNITS):
@@ -133,6 +147,23 @@ def _ssdlite_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
     return out
 
 
+def _lraspp_to_mnv3(state: Mapping[str, torch.Tensor]) -> Mapped:
+    """torchvision ``lraspp_mobilenet_v3_large`` keys -> mnv3 LR-ASPP keys (paper §6.4): ``backbone.{i}`` -> features, ``classifier`` -> ``seg_head``."""
+    source = {f"features.{k[len('backbone.'):]}": k for k in state if k.startswith("backbone.")}
+    if not source:
+        raise ValueError("not a torchvision LR-ASPP state dict: it has classifier.cbr but no backbone.{i} keys")
+    out = _backbone({new: state[old] for new, old in source.items()}, source)
+    used = set(source.values())
+    out.put_conv_bn("seg_head.cbr", state, "classifier.cbr.0", "classifier.cbr.1", used)
+    out.take("seg_head.scale", state, "classifier.scale.1", ("weight",), used)
+    for name in ("low_classifier", "high_classifier"):
+        out.take(f"seg_head.{name}", state, f"classifier.{name}", ("weight", "bias"), used)
+    left = [k for k in state if k not in used]
+    if left:
+        raise ValueError(f"unexpected keys in the torchvision LR-ASPP checkpoint (aux classifier?): {left[:5]}")
+    return out
+
+
 def check_torchvision_expressible(spec: ModelSpec) -> None:
     """Raise ValueError unless torchvision's ``mobilenet_v3_*`` builder can express ``spec`` exactly."""
     c = spec.conventions
@@ -143,6 +174,8 @@ def check_torchvision_expressible(spec: ModelSpec) -> None:
     problems = []
     if spec.detection is not None:
         problems.append("it is an SSDLite detector (mnv3 writes torchvision's classifier format only)")
+    if spec.segmentation is not None:
+        problems.append("it is an LR-ASPP segmenter (mnv3 writes torchvision's classifier format only)")
     if c.padding is not Padding.SYMMETRIC or c.bn_eps != 1e-3:
         problems.append(f"its conventions (padding {c.padding.value}, BN eps {c.bn_eps}) differ from torchvision's (symmetric, 1e-3)")
     if not same_rows or spec.stem.act is not Activation.HSWISH or spec.head.act is not Activation.HSWISH:
