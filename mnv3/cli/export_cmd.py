@@ -1,13 +1,16 @@
-"""``mnv3 export``: a checked, verified ONNX / ExecuTorch / LiteRT file, fp32 or int8."""
+"""``mnv3 export``: a checked, verified ONNX / ExecuTorch / LiteRT file, fp32 or int8; a detector to ONNX fp32 (raw outputs)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
+from typing import Any
 
 from mnv3.cli.common import RandomWeightsWarning, add_model_options, add_weights_option, load_network
+from mnv3.weights.io import WeightsMeta
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,14 +20,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Fold BN, export, check the graph (hard-swish whole, nothing decomposed, one XNNPACK delegate), optionally "
             "quantize to int8 (per-channel weights), then run the file in its runtime against PyTorch. The output file "
-            "is written only when every step passed."
+            "is written only when every step passed. A detector (ssdlite_*) exports to ONNX fp32 only: the graph returns its raw "
+            "bbox_regression and cls_logits, the anchors go beside it (<name>.anchors.npy), decoding and NMS run outside."
         ),
     )
     p.add_argument("model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights")
     add_weights_option(p, note="; random init without")
     p.add_argument("--format", required=True, choices=["onnx", "executorch", "litert"], help="output format / runtime")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx / .pte / .tflite)")
-    p.add_argument("--resolution", type=int, default=None, help="input size (default: the weights' crop, else 224)")
+    p.add_argument("--resolution", type=int, default=None, help="input size (default: the weights' crop, else 224; detectors 320)")
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization (needs --calibration)")
     p.add_argument("--calibration", default=None, help="calibration images: a folder (searched recursively) or 'fashion-mnist'")
     p.add_argument("--calibration-images", type=int, default=128, help="how many calibration images (default 128)")
@@ -59,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"mnv3 export: warning: {w.message}", file=sys.stderr)
     spec = model.spec
+    if spec.detection is not None:
+        return _export_detector(args, model, meta)
     resolution = args.resolution or (meta.preprocessing.crop if meta is not None else 224)
     pp = preprocessing_for(meta, resolution, spec.in_chans)
     calib = calibration_images(args.calibration, pp, spec.in_chans, args.calibration_images, args.data_dir) if args.int8 else None
@@ -77,5 +83,24 @@ def run(args: argparse.Namespace) -> int:
         tolerance=args.tolerance,
         min_agreement=args.min_agreement,
     )
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
+    return 0
+
+
+def _export_detector(args: argparse.Namespace, model: Any, meta: WeightsMeta | None) -> int:
+    """ONNX fp32 of a detector's raw outputs with its anchors beside it, checked against PyTorch."""
+    from mnv3.deploy.detection import export_detector
+    from mnv3.train.eval_job import detector_classes
+
+    given = [f for f, v in (("--calibration", args.calibration), ("--eval-data", args.eval_data), ("--min-agreement", args.min_agreement)) if v is not None]
+    if args.format != "onnx" or args.int8 or given:
+        asked = ", ".join([f"--format {args.format}"] * (args.format != "onnx") + ["--int8"] * args.int8 + given)
+        raise ValueError(f"{asked}: a detector exports to --format onnx fp32 only (raw boxes and scores; decoding and NMS outside the graph)")
+    det = model.spec.detection
+    resolution = args.resolution or (meta.preprocessing.crop if meta is not None else det.image_size[0])
+    extra: dict[str, Any] = {"categories": detector_classes(model.spec, meta)}
+    if meta is not None:
+        extra["preprocessing"] = dataclasses.asdict(meta.preprocessing)
+    report = export_detector(model, args.output, resolution=resolution, tolerance=args.tolerance, metadata=extra)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0

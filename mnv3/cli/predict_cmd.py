@@ -1,27 +1,37 @@
-"""``mnv3 predict``: top-k labels and probabilities for images, preprocessed as the weights expect.
+"""``mnv3 predict``: top-k labels and probabilities for images, or a detector's boxes, preprocessed as the weights expect.
 
 The weights are any source the resolver reads (named entry, mnv3 file, torchvision / timm / Keras
-checkpoint, run folder); ``--model`` is needed only where the weights cannot tell. A file that is
-not a readable image gets an error line; the others are still predicted, and the exit code is 2
-at the end.
+checkpoint, run folder); ``--model`` is needed only where the weights cannot tell. A detector
+(``spec.detection`` set) prints its boxes in the image's pixels and, with ``-o`` / ``--out-dir``,
+draws them (``torchvision.utils.draw_bounding_boxes``). A file that is not a readable image gets an
+error line; the others are still predicted, and the exit code is 2 at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
+from pathlib import Path
+from typing import Any
+
+from torch import nn
 
 from mnv3.cli.common import add_model_options, add_weights_option, load_network
+from mnv3.weights.io import WeightsMeta
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="classify images with named, converted or trained weights")
+    p = sub.add_parser("predict", help="classify images, or detect objects in them, with named, converted or trained weights")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything PIL opens)")
     add_weights_option(p, required=True)
     p.add_argument("--model", default=None, help="registered model name (only where the weights cannot tell, e.g. timm's ambiguous ports)")
     p.add_argument("--topk", type=int, default=5, help="how many classes to print (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image instead of text")
+    p.add_argument("--threshold", type=float, default=None, help="detectors: lowest score shown (default 0.3)")
+    p.add_argument("-o", "--output", default=None, help="detectors: the image with its boxes drawn (PNG), for one IMAGE")
+    p.add_argument("--out-dir", default=None, help="detectors: folder for <image name>.png with the boxes drawn, for any number of IMAGEs")
     add_model_options(p)
     p.set_defaults(func=run)
 
@@ -36,6 +46,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--topk must be >= 1, got {args.topk}")
     model, meta = load_network(args, args.model)
     assert meta is not None  # --weights is required
+    if model.spec.detection is not None:
+        return _detect(args, model, meta)
+    given = [f for f, v in (("--threshold", args.threshold), ("-o", args.output), ("--out-dir", args.out_dir)) if v is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)}: only for detectors; {model.spec.name} is a classifier (it prints its --topk classes)")
     prep = meta.preprocessing
     transform = eval_transform(prep)
     k = min(args.topk, model.spec.num_classes)
@@ -62,7 +77,96 @@ def run(args: argparse.Namespace) -> int:
             print(name)
             for rank, (i, p) in enumerate(rows, start=1):
                 print(f"  {rank}. [{i:>4}] {p:.4f}  {label(i)}")
+    return _exit_code(failed, len(args.images))
+
+
+def _exit_code(failed: int, total: int) -> int:
+    """2 (with a summary line) when some image files could not be read, else 0."""
     if failed:
-        print(f"mnv3 predict: error: {failed} of {len(args.images)} file(s) could not be read", file=sys.stderr)
+        print(f"mnv3 predict: error: {failed} of {total} file(s) could not be read", file=sys.stderr)
         return 2
     return 0
+
+
+def _outputs(args: argparse.Namespace) -> list[Path | None]:
+    """Where each image's drawing goes: ``-o`` for one image, ``--out-dir/<name>.png`` for each, else nowhere."""
+    if args.output is not None and args.out_dir is not None:
+        raise ValueError("give -o FILE (one image) or --out-dir DIR (any number), not both")
+    if args.output is not None:
+        if len(args.images) != 1:
+            raise ValueError(f"-o names one drawing but {len(args.images)} images were given; use --out-dir DIR for several")
+        if Path(args.output).suffix.lower() != ".png":
+            raise ValueError(f"-o {args.output}: the drawing is a PNG file; give a name ending in .png")
+        return [Path(args.output)]
+    if args.out_dir is not None:
+        stems = [Path(n).stem for n in args.images]
+        if len(set(stems)) != len(stems):
+            raise ValueError("--out-dir: two images share a file name; give them different names or run them separately")
+        return [Path(args.out_dir) / f"{s}.png" for s in stems]
+    return [None] * len(args.images)
+
+
+def _detect(args: argparse.Namespace, model: nn.Module, meta: WeightsMeta) -> int:
+    """Detect objects in each image: print them (boxes in the image's pixels) and draw them when asked."""
+    import torch
+    from torchvision import tv_tensors
+    from torchvision.transforms.functional import pil_to_tensor
+    from torchvision.utils import draw_bounding_boxes
+
+    from mnv3.data.detection import detection_eval_transform
+    from mnv3.data.images import open_image
+    from mnv3.train.eval_job import detector_classes
+    from mnv3.utils.atomic import atomic_write_bytes
+
+    threshold = 0.3 if args.threshold is None else args.threshold
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"--threshold is a score in [0, 1], got {threshold}")
+    outputs = _outputs(args)
+    names = detector_classes(model.spec, meta)
+    pp = meta.preprocessing
+    size = pp.crop
+    transform = detection_eval_transform(size, pp.mean, pp.std)
+    failed = 0
+    for name, out in zip(args.images, outputs, strict=True):
+        try:
+            pixels = pil_to_tensor(open_image(name, "RGB"))
+        except (ValueError, FileNotFoundError) as e:  # open_image names the file and the reason
+            print(f"mnv3 predict: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        h, w = pixels.shape[-2:]
+        with torch.no_grad():
+            x = transform(tv_tensors.Image(pixels)).unsqueeze(0)
+            (det,) = model.postprocess(model(x), [tuple(x.shape[-2:])])
+        keep = det["scores"] >= threshold
+        scale = torch.tensor([w / x.shape[-1], h / x.shape[-2]] * 2)
+        boxes = (det["boxes"][keep] * scale).clamp(min=0).minimum(torch.tensor([w, h, w, h], dtype=torch.float32))
+        found = [{"label": int(lab), "category": names[int(lab) - 1], "score": float(sc), "box": [round(float(v), 2) for v in b]}
+                 for b, sc, lab in zip(boxes, det["scores"][keep], det["labels"][keep], strict=True)]  # fmt: skip
+        if out is not None:
+            texts = [f"{d['category']} {d['score']:.2f}" for d in found]
+            drawn = draw_bounding_boxes(pixels, boxes, labels=texts, width=max(1, round(min(h, w) / 160))) if found else pixels
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out, _png(drawn))
+        _print_detections(args, name, (w, h), found, out)
+    return _exit_code(failed, len(args.images))
+
+
+def _png(pixels: Any) -> bytes:
+    """A (3, H, W) uint8 tensor as PNG bytes."""
+    from torchvision.transforms.functional import to_pil_image
+
+    buf = io.BytesIO()
+    to_pil_image(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _print_detections(args: argparse.Namespace, name: str, size: tuple[int, int], found: list[dict[str, Any]], out: Path | None) -> None:
+    """One JSON object per image (``--json``), else a header line and one line per box."""
+    if args.json:
+        print(json.dumps({"image": name, "size": list(size), "detections": found, **({"drawing": str(out)} if out else {})}))
+        return
+    print(f"{name}: {len(found)} detection(s)" + (f", drawn in {out}" if out else ""))
+    for d in found:
+        x1, y1, x2, y2 = d["box"]
+        print(f"  {d['score']:.3f}  {d['category']:<16} [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]")

@@ -224,6 +224,16 @@ def _spatial(model: nn.Module, resolution: int) -> int:
     return resolution
 
 
+def checked_output(out: str | Path, fmt: Format) -> Path:
+    """The output path, refused when it is a folder or lacks the format's suffix."""
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"output {out} is a folder; give a file name such as {out / ('model' + FILE_SUFFIX[fmt])}")
+    if out.suffix != FILE_SUFFIX[fmt]:
+        raise ValueError(f"a {fmt.value} file should end in {FILE_SUFFIX[fmt]}, got {out.name!r}")
+    return out
+
+
 def export_model(
     model: nn.Module,
     out: str | Path,
@@ -247,11 +257,7 @@ def export_model(
     """
     fmt = Format(fmt)
     require(fmt)
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"output {out} is a folder; give a file name such as {out / ('model' + FILE_SUFFIX[fmt])}")
-    if out.suffix != FILE_SUFFIX[fmt]:
-        raise ValueError(f"a {fmt.value} file should end in {FILE_SUFFIX[fmt]}, got {out.name!r}")
+    out = checked_output(out, fmt)
     model = model.eval()
     spec = getattr(model, "spec", None)
     in_chans = spec.in_chans if spec is not None else 3

@@ -61,14 +61,17 @@ ONNX_DECOMPOSED = ("Clip", "Div", "Sub", "Sigmoid", "Relu6")
 
 
 def check_onnx(model_proto, expected: ExpectedOps) -> GraphReport:
-    """ONNX graph: no BatchNormalization; one HardSwish (opset >= 14) per h-swish layer, one HardSigmoid per SE."""
+    """ONNX graph: no BatchNormalization; one HardSwish (opset >= 14) per h-swish layer, one HardSigmoid per SE, one Clip per ReLU6."""
     ops = dict(Counter(n.op_type for n in model_proto.graph.node))
     problems: list[str] = []
     opset = max((o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
     if opset < 14:
         problems.append(f"opset {opset} has no HardSwish op; export with opset >= 14")
     _forbid(problems, ops, ["BatchNormalization"], "BatchNorm not folded")
-    _forbid(problems, ops, ONNX_DECOMPOSED, "decomposed hard-swish / hard-sigmoid arithmetic")
+    # a ReLU6 layer exports as Clip: where the network has them (SSDLite's head), Clip counts them instead of being forbidden
+    _forbid(problems, ops, [n for n in ONNX_DECOMPOSED if n != "Clip" or not expected.relu6], "decomposed hard-swish / hard-sigmoid arithmetic")
+    if expected.relu6:
+        _count_check(problems, ops, "Clip", expected.relu6, "the ReLU6 layers of the detection head")
     if ops.get("HardSigmoid", 0) > expected.hardsigmoid and ops.get("HardSwish", 0) < expected.hardswish:
         problems.append(
             "HardSwish split into HardSigmoid + Mul (onnxruntime's quant_pre_process does this); keep HardSwish whole"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from mnv3.deploy.prepare import ExpectedOps
 OPSET = 18  # >= 14 has HardSwish; 18 is the dynamo exporter's native opset
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, dynamic_batch: bool = True) -> None:
+def export_onnx(
+    model: nn.Module, example: torch.Tensor, path: Path, *, dynamic_batch: bool = True, output_names: Sequence[str] = ("logits",)
+) -> None:
     """Write ``model`` as one self-contained .onnx file (weights inline); batch dimension dynamic by default."""
     kwargs: dict = {}
     if dynamic_batch:
@@ -32,7 +35,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: Path, *, dynamic_
                 dynamo=True,
                 opset_version=OPSET,
                 input_names=["input"],
-                output_names=["logits"],
+                output_names=list(output_names),
                 **kwargs,
             )
     except Exception as e:  # noqa: BLE001 - the exporter wraps torch.export's many failure types

@@ -70,7 +70,8 @@ class ExpectedOps:
     """Op counts an exported MobileNetV3 graph must show, derived from the network's modules.
 
     ``hardswish`` and ``hardsigmoid`` are the paper's h-swish / h-sigmoid layers (§5.2), which the
-    exported graph must keep whole; ``residual_adds`` is the only legitimate elementwise add.
+    exported graph must keep whole; ``residual_adds`` is the only legitimate elementwise add;
+    ``relu6`` counts SSDLite's ReLU6 layers (§6.3; none in a classifier), the only legitimate clamps.
     """
 
     convs: int
@@ -80,6 +81,7 @@ class ExpectedOps:
     se: int
     residual_adds: int
     linears: int
+    relu6: int = 0
 
     @classmethod
     def of(cls, model: nn.Module) -> ExpectedOps:
@@ -92,4 +94,5 @@ class ExpectedOps:
             se=sum(isinstance(m, SqueezeExcite) for m in mods),
             residual_adds=sum(isinstance(m, InvertedResidual) and m.use_residual for m in mods),
             linears=sum(isinstance(m, nn.Linear) for m in mods),
+            relu6=sum(isinstance(m, nn.ReLU6) for m in mods),
         )

@@ -18,22 +18,26 @@ from mnv3.train.distributed import DistInfo, barrier
 from mnv3.utils.preprocessing import IMAGENET, Preprocessing
 
 FASHION_SCENES = "fashion-scenes"
-# (images folder, instances file) of a split, in the layouts mnv3 reads: fashion scenes' and COCO 2017's
-_LAYOUTS = {
-    "train": (("train/images", "train/instances.json"), ("train2017", "annotations/instances_train2017.json")),
-    "val": (
-        ("val/images", "val/instances.json"), ("test/images", "test/instances.json"),
-        ("val2017", "annotations/instances_val2017.json"),
-    ),
-}  # fmt: skip
+# (split, images folder, instances file) in the layouts mnv3 reads: fashion scenes' and COCO 2017's, in the order tried
+_LAYOUTS: tuple[tuple[str, str, str], ...] = (
+    ("train", "train/images", "train/instances.json"), ("train", "train2017", "annotations/instances_train2017.json"),
+    ("val", "val/images", "val/instances.json"), ("test", "test/images", "test/instances.json"),
+    ("val", "val2017", "annotations/instances_val2017.json"),
+)  # fmt: skip
+COCO_SPLITS = ("train", "val", "test")
 
 
-def _split(root: Path, split: str) -> tuple[Path, Path]:
-    for images, ann in _LAYOUTS[split]:
+def coco_split(root: Path, *splits: str) -> tuple[Path, Path, str]:
+    """(images folder, instances file, split) of the first of ``splits`` that ``root`` holds in a known COCO layout."""
+    unknown = [s for s in splits if s not in COCO_SPLITS]
+    if unknown:
+        raise ValueError(f"unknown split {unknown[0]!r}; a COCO-layout folder has {', '.join(COCO_SPLITS)}")
+    layouts = [lay for lay in _LAYOUTS if lay[0] in splits]
+    for split, images, ann in layouts:
         if (root / images).is_dir() and (root / ann).is_file():
-            return root / images, root / ann
-    wanted = " or ".join(f"{a} with {i}/" for i, a in _LAYOUTS[split])
-    raise FileNotFoundError(f"{root} has no {split} split: expected {wanted} (COCO format)")
+            return root / images, root / ann, split
+    wanted = " or ".join(f"{a} with {i}/" for _, i, a in layouts)
+    raise FileNotFoundError(f"{root} has no {' or '.join(splits)} split: expected {wanted} (COCO format)")
 
 
 def _limit(ds: CocoDetection, n: int | None) -> CocoDetection:
@@ -62,13 +66,12 @@ def detection_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBundle
     std = tuple(cfg.std) if cfg.std is not None else IMAGENET.std
     size = cfg.resolution
     pp = Preprocessing(resize=size, crop=size, interpolation=cfg.interpolation, mean=mean, std=std, grayscale=False)
-    tr_images, tr_ann = _split(root, "train")
-    va_images, va_ann = _split(root, "val")
+    tr_images, tr_ann, _ = coco_split(root, "train")
+    va_images, va_ann, val_name = coco_split(root, "val", "test")  # the run evaluates on val, else test
     train = CocoDetection(tr_images, tr_ann, strict=cfg.strict, transforms=detection_train_transform(size, mean, std, hflip=cfg.hflip), seed=cfg.seed)
     val = CocoDetection(va_images, va_ann, strict=cfg.strict, include_crowd=True, transforms=detection_eval_transform(size, mean, std))
     if train.classes != val.classes:
         raise ValueError(f"{root}: the train and evaluation splits have different categories ({train.classes[:3]}... vs {val.classes[:3]}...)")
     if cfg.data not in (None, "", FASHION_SCENES):
         train, val = _limit(train, cfg.train_subset), _limit(val, cfg.val_subset)
-    val_name = "test" if va_ann.parent.name == "test" else "val"
     return DataBundle(name, train, val, list(train.classes), pp, 3, val_name, collate=detection_collate)  # type: ignore[arg-type]
