@@ -28,7 +28,7 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ scripts/setup.sh -n
   echo "setup: installing $TORCH"
   .venv/bin/pip install -q $TORCH
   echo "setup: installing mnv3 with its extras"
-  .venv/bin/pip install -q -e ".[train,export,interop,detection,test,executorch,litert]"
+  .venv/bin/pip install -q -e ".[train,export,interop,detection,test,executorch,litert,search]"
   touch "$STAMP"
 fi
 echo "setup: ready (.venv)"

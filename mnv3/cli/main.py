@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "mnv3.cli.export_cmd",
     "mnv3.cli.bench_cmd",
     "mnv3.cli.lut_cmd",
+    "mnv3.cli.search_cmd",
     "mnv3.cli.data_cmd",
 )
 
