@@ -122,6 +122,16 @@ def test_pooling_modes_on_odd_input_sizes() -> None:
     assert not torch.allclose(outs["scaled"], outs["global"])  # scaled: a grid of 8x8 windows
 
 
+def test_global_pooling_exports_with_dynamic_sizes() -> None:
+    model = mnv3.create_model("lraspp_mobilenetv3_small_100", preset="torchvision").eval()
+    x = torch.randn(1, 3, 64, 128)
+    h, w = torch.export.Dim("h", min=2, max=64), torch.export.Dim("w", min=2, max=128)
+    graph = torch.export.export(model, (x,), dynamic_shapes={"x": {2: 16 * h, 3: 16 * w}}).module()
+    other = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(other), model(other))
+
+
 # paper Table 7 rows 5-8, 11 and Table 8's OS 32 rows: (name, overrides, params M, MAdds B at 1024x2048, 19 classes)
 TABLES_7_8 = {
     "T7 row 5": ("raspp_mobilenetv3_large_100_full", {}, 3.60, 18.43),

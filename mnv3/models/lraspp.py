@@ -19,20 +19,21 @@ from torch import nn
 
 from mnv3.blocks import ConvBnAct, InvertedResidual
 from mnv3.models.mobilenetv3 import SpecNetwork, backbone_layers, init_weights_
-from mnv3.spec.segmentation import Gate, LowLevelFeature, LRASPPSpec, SegmentationHead, pool_geometry
+from mnv3.spec.segmentation import Gate, LowLevelFeature, LRASPPSpec, PoolMode, SegmentationHead, pool_geometry
 from mnv3.spec.types import Activation, Conventions, ModelSpec, validate
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int] | list[int]) -> torch.Tensor:
-    """Bilinear resize, ``align_corners=False`` (torchvision's LRASPP; TF's ``resize_bilinear`` default)."""
-    return F.interpolate(x, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False)
+def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize, ``align_corners=False`` (torchvision's LRASPP; TF's ``resize_bilinear`` default); sizes stay symbolic under export."""
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def pool_branch_input(seg: LRASPPSpec, x: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+def pool_branch_input(seg: LRASPPSpec, x: torch.Tensor, input_size: torch.Size | tuple[int, int]) -> torch.Tensor:
     """The pooling branch's average pool of the 1/16 map ``x``: fixed, scaled or global (``seg.pool``; docs/segmentation.md)."""
-    geometry = pool_geometry(seg, input_size, (int(x.shape[-2]), int(x.shape[-1])))
-    if geometry is None:
-        return F.adaptive_avg_pool2d(x, 1)
+    if seg.pool is PoolMode.GLOBAL:
+        return F.adaptive_avg_pool2d(x, 1)  # no size-dependent constant in the graph
+    geometry = pool_geometry(seg, (int(input_size[0]), int(input_size[1])), (int(x.shape[-2]), int(x.shape[-1])))
+    assert geometry is not None
     kernel, stride = geometry
     return F.avg_pool2d(x, kernel, stride)  # VALID, as TF DeepLab's avg_pool2d
 
@@ -87,7 +88,7 @@ class LRASPPHead(nn.Module):
         self.low_classifier = nn.Conv2d(low_channels, n, 1)
         self.high_classifier = nn.Conv2d(f, n, 1)
 
-    def forward(self, low: torch.Tensor | None, high: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, low: torch.Tensor | None, high: torch.Tensor, input_size: torch.Size) -> torch.Tensor:
         assert low is not None
         x = self.cbr(high)
         s = self.gate(self.scale(pool_branch_input(self.seg, high, input_size)))
@@ -112,7 +113,7 @@ class RASPPHead(nn.Module):
         self.project = ConvBnAct(2 * f, f, 1, c, act=Activation.RELU)
         self.classifier = nn.Conv2d(f, spec.num_classes, 1)
 
-    def forward(self, low: torch.Tensor | None, high: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, low: torch.Tensor | None, high: torch.Tensor, input_size: torch.Size) -> torch.Tensor:
         pooled = _resize(self.pool_branch(pool_branch_input(self.seg, high, input_size)), high.shape[-2:])
         return self.classifier(self.project(torch.cat([self.branch(high), pooled], dim=1)))
 
@@ -155,6 +156,6 @@ class LRASPP(SpecNetwork):
         return low, self.head_conv(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = (int(x.shape[-2]), int(x.shape[-1]))
+        size = x.shape[-2:]
         low, high = self.forward_features(x)
         return _resize(self.seg_head(low, high, size), size)
