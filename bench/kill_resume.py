@@ -3,8 +3,9 @@ weights and metrics with the same run uninterrupted (docs/training.md, "Run phas
 
     .venv/bin/python bench/kill_resume.py --kills 20 [--out bench-results/kill-resume] [-- TRAIN FLAGS...]
 
-The reference run goes first and sets the time scale: the kill moments are drawn uniformly over its wall
-time (seeded), so kills land in every phase (start-up, steps, checkpoint writes, evaluations, artifacts).
+The reference run goes first and sets the time scale: each process of the killed run lives a random time,
+uniform in [3 s, a tenth of the reference's wall time] (seeded), so the kills land in every phase (start-up,
+steps, checkpoint writes every 20 steps, evaluation, artifacts) and the run still moves on between them.
 Both runs use ``--deterministic`` and the same thread count, so CPU results are expected bit-identical.
 """
 
@@ -51,7 +52,7 @@ def main() -> int:
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    flags = ["--deterministic", "--no-progress", "--set", "threads=2", "--set", "checkpoint_interval=100", "--out-dir", str(out), *a.train_flags]
+    flags = ["--deterministic", "--no-progress", "--set", "threads=1", "--set", "checkpoint_interval=20", "--out-dir", str(out), *a.train_flags]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     print(f"machine: {machine_line()}", flush=True)
 
@@ -67,7 +68,7 @@ def main() -> int:
     while True:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if kills < a.kills:
-            delay = rng.uniform(1.0, ref_wall / 2)  # half a run at most, so the killed run still moves on
+            delay = rng.uniform(3.0, ref_wall / 10)  # short lives, so (nearly) all kills land before the run ends
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
