@@ -41,9 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set KEY=VALUE override any recipe field; the resolved config is saved as config.yaml in the run folder.",
     )
     p.add_argument(
-        "--recipe", help="packaged recipe name or YAML path (default: the task's: fashion-mnist for classification, fashion-scenes for detection)"
+        "--recipe", help="packaged recipe name or YAML path (default: the task's: fashion-mnist, fashion-scenes for detection, fashion-scenes-lraspp for segmentation)"
     )
-    p.add_argument("--task", type=_task_name, help="classification (default), detection (alias detect)")
+    p.add_argument("--task", type=_task_name, help="classification (default), detection (alias detect), segmentation (alias segment)")
     p.add_argument("--model", help="registered model name (mnv3 models)")
     p.add_argument("--data", help="'fashion-mnist' or an ImageFolder root (train/ and val/ inside)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")

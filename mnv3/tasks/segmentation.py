@@ -128,7 +128,11 @@ class SegmentationTask(Task):
 
     @classmethod
     def from_config(cls, cfg: Any, classes: Sequence[str]) -> SegmentationTask:
-        """From a training configuration's ``label_smoothing``."""
+        """From a training configuration's ``label_smoothing``; its model must be a segmenter (a segmentation head spec)."""
+        from mnv3.models.registry import resolve_spec
+
+        if resolve_spec(cfg.model, preset=cfg.preset or "paper").segmentation is None:
+            raise ValueError(f"{cfg.model} is not a segmenter; pick one of the lraspp_* / raspp_* models (mnv3 models)")
         return cls(classes, label_smoothing=cfg.label_smoothing)
 
     def loss(self, outputs: torch.Tensor | Mapping[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:

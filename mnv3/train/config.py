@@ -34,6 +34,7 @@ class TrainConfig:
     model: str = "mobilenetv3_large_100"
     preset: str | None = None  # convention preset; None: the weights' preset when fine-tuning, else paper
     width: float | None = None
+    model_overrides: dict | None = None  # any other create_model keyword, e.g. {pool: global} for LR-ASPP (docs/segmentation.md)
     dropout: float | None = None  # None: the model's own (0.2, paper §6.1.1)
     bn_momentum: float | None = None  # PyTorch convention: 1 - TF decay (paper BN decay 0.99 -> 0.01)
     weights: str | None = None  # start from these weights (fine-tuning); classifier resized to the data
@@ -134,6 +135,7 @@ def _coerce(name: str, value: Any) -> Any:
         "float": isinstance(value, (int, float)) and not isinstance(value, bool),
         "str": isinstance(value, str),
         "list[float]": isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value),
+        "dict": isinstance(value, dict) and all(isinstance(k, str) for k in value),
     }.get(base, True)
     if not ok:
         raise ValueError(f"config field {name!r} expects {ftype}, got {value!r}")
@@ -245,9 +247,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-RECIPES = ("fashion-mnist", "paper", "torchvision", "timm", "fashion-scenes", "ssdlite-paper", "ssdlite-torchvision")
+RECIPES = ("fashion-mnist", "paper", "torchvision", "timm", "fashion-scenes", "ssdlite-paper", "ssdlite-torchvision",
+           "fashion-scenes-lraspp", "lraspp-paper", "lraspp-torchvision")  # fmt: skip
 # the recipe a task trains with when --recipe is not given
-DEFAULT_RECIPES = {"classification": "fashion-mnist", "detection": "fashion-scenes"}
+DEFAULT_RECIPES = {"classification": "fashion-mnist", "detection": "fashion-scenes", "segmentation": "fashion-scenes-lraspp"}
 
 
 def recipe_path(name: str) -> Path:

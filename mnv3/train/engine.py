@@ -151,6 +151,7 @@ def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
         kw["dropout"] = cfg.dropout
     if cfg.bn_momentum is not None:
         kw["bn_momentum"] = cfg.bn_momentum
+    kw.update(cfg.model_overrides or {})
     if cfg.weights:  # the weights decide the preset unless the config names one (then they must agree)
         return load_model(cfg.weights, model=cfg.model, preset=cfg.preset, num_classes=num_classes, in_chans=in_chans, **kw)
     return create_model(cfg.model, num_classes=num_classes, preset=cfg.preset or "paper", in_chans=in_chans, **kw)
