@@ -57,3 +57,25 @@ def test_schedule_warmup_step_and_cosine():
     assert lr_factor(100, 100, cfg) == 1.0 and lr_factor(399, 100, cfg) == 1.0 and lr_factor(400, 100, cfg) == pytest.approx(0.99)
     cos = TrainConfig(schedule="cosine", epochs=10, min_lr_ratio=0.1)
     assert lr_factor(0, 10, cos) == 1.0 and lr_factor(50, 10, cos) == pytest.approx(0.55) and lr_factor(100, 10, cos) == pytest.approx(0.1)
+
+
+def test_a_spec_file_trains_as_written(tmp_path):
+    """A NetAdapt / NAS result (a spec file) is the network of a run; options that would change it are refused."""
+    import dataclasses
+
+    import yaml
+
+    from mnv3.models.registry import resolve_spec
+    from mnv3.spec.serialize import spec_to_dict
+    from mnv3.train.engine import build_model
+
+    spec = resolve_spec("mobilenetv3_small_100", 10, in_chans=1, width=0.5)
+    path = tmp_path / "adapted.yaml"
+    path.write_text(yaml.safe_dump(spec_to_dict(spec)))
+    cfg = load_recipe("fashion-mnist", {"model": str(path)})
+    net = build_model(cfg, 10, 1)
+    assert net.spec == dataclasses.replace(spec, num_classes=10)
+    with pytest.raises(ValueError, match=r"is a spec file: it fixes the network, so drop \['width'\]"):
+        build_model(dataclasses.replace(cfg, width=0.75), 10, 1)
+    with pytest.raises(ValueError, match="takes 1-channel input but the data has 3"):
+        build_model(cfg, 10, 3)

@@ -290,13 +290,18 @@ def build_network(spec: ModelSpec) -> Network:
     return MobileNetV3(spec)
 
 
+def is_spec_file(name: str | ModelSpec | os.PathLike) -> bool:
+    """Whether ``name`` names a spec file (``.json`` / ``.yaml``) rather than a registered network."""
+    return isinstance(name, os.PathLike) or (isinstance(name, str) and not is_registered(name) and Path(name).suffix in SPEC_SUFFIXES)
+
+
 def resolve_spec(name: str | ModelSpec | os.PathLike, num_classes: int | None = None, **overrides: Any) -> ModelSpec:
     """The spec ``create_model`` builds: a registered name with overrides, a spec object, or a spec file."""
     if isinstance(name, ModelSpec):
         if overrides:
             raise ValueError(f"options {sorted(overrides)} apply to registered names; edit the spec instead")
         return name if num_classes is None else name.replace(num_classes=num_classes)
-    if isinstance(name, os.PathLike) or (isinstance(name, str) and not is_registered(name) and Path(name).suffix in SPEC_SUFFIXES):
+    if is_spec_file(name):
         if overrides:
             raise ValueError(f"options {sorted(overrides)} apply to registered names, not to the spec file {str(name)!r}; edit the file")
         spec = load_spec(name)

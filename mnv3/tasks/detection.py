@@ -176,9 +176,9 @@ class DetectionTask(Task):
     @classmethod
     def from_config(cls, cfg: Any, classes: Sequence[str]) -> DetectionTask:
         """From a training configuration: the settings of the configured detector's head spec."""
-        from mnv3.models.registry import resolve_spec
+        from mnv3.models.registry import is_spec_file, resolve_spec
 
-        spec = resolve_spec(cfg.model, preset=cfg.preset or "paper")
+        spec = (resolve_spec(cfg.model) if is_spec_file(cfg.model) else resolve_spec(cfg.model, preset=cfg.preset or "paper"))
         if spec.detection is None:
             raise ValueError(f"{cfg.model} is not a detector; pick one of the ssdlite_* models (mnv3 models)")
         return cls.from_head(classes, spec.detection)

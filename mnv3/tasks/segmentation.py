@@ -129,9 +129,9 @@ class SegmentationTask(Task):
     @classmethod
     def from_config(cls, cfg: Any, classes: Sequence[str]) -> SegmentationTask:
         """From a training configuration's ``label_smoothing``; its model must be a segmenter (a segmentation head spec)."""
-        from mnv3.models.registry import resolve_spec
+        from mnv3.models.registry import is_spec_file, resolve_spec
 
-        if resolve_spec(cfg.model, preset=cfg.preset or "paper").segmentation is None:
+        if (resolve_spec(cfg.model) if is_spec_file(cfg.model) else resolve_spec(cfg.model, preset=cfg.preset or "paper")).segmentation is None:
             raise ValueError(f"{cfg.model} is not a segmenter; pick one of the lraspp_* / raspp_* models (mnv3 models)")
         return cls(classes, label_smoothing=cfg.label_smoothing)
 

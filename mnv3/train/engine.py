@@ -140,9 +140,21 @@ def set_deterministic(on: bool) -> None:
 
 
 def build_model(cfg: TrainConfig, num_classes: int, in_chans: int) -> nn.Module:
-    """The configured mnv3 network, with ``weights`` loaded (classifier resized to the data) when given."""
-    from mnv3.models.registry import create_model
+    """The configured mnv3 network, with ``weights`` loaded (classifier resized to the data) when given.
+
+    ``cfg.model`` may be a spec file (a NetAdapt or NAS result): it is built as written, with the data's classes.
+    """
+    from mnv3.models.registry import build_network, create_model, is_spec_file, resolve_spec
     from mnv3.weights.resolve import load_model
+
+    if is_spec_file(cfg.model) and not cfg.weights:
+        given = [k for k in ("preset", "width", "dropout", "bn_momentum", "model_overrides") if getattr(cfg, k)]
+        if given:
+            raise ValueError(f"{cfg.model} is a spec file: it fixes the network, so drop {given} (or edit the file)")
+        spec = resolve_spec(cfg.model, num_classes)
+        if spec.in_chans != in_chans:
+            raise ValueError(f"{cfg.model} takes {spec.in_chans}-channel input but the data has {in_chans} channel(s); edit in_chans in the file")
+        return build_network(spec)
 
     kw: dict[str, Any] = {}
     if cfg.width is not None:
@@ -193,7 +205,8 @@ def resume_config(resume: str | Path) -> TrainConfig:
 
 def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     tag = "fashion-mnist" if data_name == D.FASHION_MNIST else Path(data_name).name
-    name = cfg.name or f"{cfg.model}-{tag}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    model = Path(cfg.model).stem if Path(cfg.model).suffix in (".yaml", ".yml", ".json") else cfg.model  # a spec file: its stem
+    name = cfg.name or f"{model}-{tag}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     base = Path(cfg.output) / name
     run, k = base, 1
     while run.exists() and any(p.name != ".lock" for p in run.iterdir()):
