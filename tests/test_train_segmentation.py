@@ -49,6 +49,14 @@ def test_segmentation_run_learns_writes_miou_and_reloads(tmp_path: Path, monkeyp
     with torch.no_grad():
         assert net(torch.randn(1, 3, 96, 96)).shape == (1, 11, 96, 96)
 
+    # mnv3 eval finds the run's own scenes from its recipe and reproduces the final metrics
+    capsys.readouterr()
+    assert main(["eval", str(run / "model.safetensors"), "--out-dir", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert f"mIoU {100 * final['mIoU']:.2f} %" in out and "per-class IoU" in out, out
+    report = json.loads((tmp_path / "ev" / "eval-test.json").read_text())
+    assert report["mIoU"] == pytest.approx(final["mIoU"], abs=1e-9) and (tmp_path / "ev" / "iou_per_class-test.png").is_file()
+
 
 def test_a_classifier_cannot_be_trained_for_segmentation(capsys):
     assert main(["train", "--task", "segment", "--model", "mobilenetv3_small_100", "--print-config"]) == 0  # config alone is fine

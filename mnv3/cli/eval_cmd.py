@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add ``mnv3 eval``."""
     p = sub.add_parser(
         "eval",
-        help="evaluate weights (classifiers: top-1/top-5, confusion matrix; detectors: COCO mAP, per-class AP)",
+        help="evaluate weights (classifiers: top-1/top-5, confusion matrix; detectors: COCO mAP, per-class AP; segmenters: mIoU)",
         description=f"SOURCE is {WEIGHTS_HELP}.",
     )
     p.add_argument("source", metavar="SOURCE", help="the weights to evaluate (same sources as --weights elsewhere)")
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", default=None,
         help=f"classifiers: '{FASHION_MNIST}' (default) or an ImageFolder root; detectors: '{FASHION_SCENES}' (default, the cached "
-        "set, generated on first use) or a COCO-layout folder",
+        "set, generated on first use) or a COCO-layout folder; segmenters: the same scenes' masks, or a Cityscapes, VOC or images/ + masks/ folder",
     )  # fmt: skip
     p.add_argument("--split", default=None, help="split folder under the root / Fashion-MNIST split; detectors: test or val (default test)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files (also the source of Fashion scenes)")
@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mnv3.tasks.detection import DetectionEvalResult
+    from mnv3.tasks.segmentation import SegmentationEvalResult
     from mnv3.train.eval_job import report_lines, run_eval
 
     if args.threads:
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     split = args.split or "test"
     if isinstance(result, DetectionEvalResult):
         print(f"report: {out / f'eval-{split}.json'}   per-class AP: {out / f'ap_per_class-{split}.png'}")
+    elif isinstance(result, SegmentationEvalResult):
+        print(f"report: {out / f'eval-{split}.json'}   per-class IoU: {out / f'iou_per_class-{split}.png'}")
     else:
         print(f"report: {out / f'eval-{split}.json'}   confusion matrix: {out / f'confusion-{split}.png'}")
     return 0

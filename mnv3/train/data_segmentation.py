@@ -26,7 +26,7 @@ from mnv3.train.distributed import DistInfo, barrier
 from mnv3.utils.preprocessing import IMAGENET, Preprocessing
 
 
-def _layout(root: Path) -> tuple[str, list[str], object, object, object]:
+def dataset_layout(root: Path) -> tuple[str, list[str], object, object, object]:
     """(layout name, classes, label map, train pairs, eval pairs) of a dataset folder, told by its folders."""
     if (root / "leftImg8bit").is_dir():
         return "cityscapes", list(CITYSCAPES_CLASSES), cityscapes_label_map(), cityscapes_pairs(root, "train"), cityscapes_pairs(root, "val")
@@ -65,7 +65,7 @@ def segmentation_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBun
         if not root.is_dir():
             raise FileNotFoundError(f"--data {cfg.data!r} is neither 'fashion-scenes' nor a folder")
         name = str(root)
-        _, classes, label_map, train_pairs, val_pairs = _layout(root)  # type: ignore[assignment]
+        _, classes, label_map, train_pairs, val_pairs = dataset_layout(root)  # type: ignore[assignment]
         val_name = "val"
         if cfg.train_subset:
             train_pairs = train_pairs[: cfg.train_subset]  # type: ignore[index]

@@ -1,5 +1,6 @@
 """Evaluate any weights source (``mnv3 eval``): a classifier on Fashion-MNIST or an image folder, a detector on
-Fashion scenes or a COCO-layout folder, through one job and the task interface.
+Fashion scenes or a COCO-layout folder, a segmenter on Fashion scenes' masks, Cityscapes, VOC or a mask folder,
+through one job and the task interface.
 
 The weights come through the one resolver (:func:`mnv3.weights.load_model`: named entry, mnv3 file, foreign
 checkpoint, run folder, training checkpoint); the task follows the network's spec (classification when
@@ -28,6 +29,7 @@ from mnv3.spec.types import ModelSpec
 from mnv3.tasks.base import Evaluation, Task
 from mnv3.tasks.classification import ClassificationTask, EvalResult
 from mnv3.tasks.detection import COCO_STATS, DetectionEvalResult, DetectionTask
+from mnv3.tasks.segmentation import SegmentationEvalResult, SegmentationTask
 from mnv3.train.data_detection import FASHION_SCENES, coco_split
 from mnv3.train.distributed import resolve_device
 from mnv3.train.evaluate import evaluate
@@ -52,10 +54,13 @@ def _report_dir(source: str | os.PathLike) -> Path:
 
 
 def task_for(spec: ModelSpec, classes: Sequence[str]) -> Task:
-    """The task a network is evaluated by: classification, or detection with its head spec's settings (§6.3)."""
-    if spec.detection is None:
-        return ClassificationTask(classes)
-    return DetectionTask.from_head(classes, spec.detection)
+    """The task a network is evaluated by: detection with its head spec's settings (§6.3), segmentation (§6.4),
+    else classification."""
+    if spec.detection is not None:
+        return DetectionTask.from_head(classes, spec.detection)
+    if spec.segmentation is not None:
+        return SegmentationTask(classes)
+    return ClassificationTask(classes)
 
 
 def detector_classes(spec: ModelSpec, meta: WeightsMeta | None) -> list[str]:
@@ -112,12 +117,12 @@ def _detection_task(spec: ModelSpec, meta: WeightsMeta, data: EvalData) -> Detec
     )
 
 
-def _fashion_scenes_counts(meta: WeightsMeta) -> tuple[int, int]:
+def _fashion_scenes_counts(meta: WeightsMeta, task: str = "detection") -> tuple[int, int]:
     """(train, test) scene counts of the set a run's recipe trained on, else the default set's."""
     from mnv3.data.detection.scenes import DEFAULT_TEST, DEFAULT_TRAIN
 
     r = meta.recipe
-    if r.get("task") == "detection" and r.get("data") in (None, "", FASHION_SCENES):
+    if r.get("task") == task and r.get("data") in (None, "", FASHION_SCENES):
         return int(r.get("train_subset") or DEFAULT_TRAIN), int(r.get("val_subset") or DEFAULT_TEST)
     return DEFAULT_TRAIN, DEFAULT_TEST
 
@@ -140,6 +145,34 @@ def detection_eval_data(
     ds = CocoDetection(images, ann, include_crowd=True, transforms=detection_eval_transform(pp.crop, pp.mean, pp.std))
     ds.records = [ds.records[i] for i in spread(len(ds.records), subset)]
     return EvalData(ds, list(ds.classes), f"{data} {found} ({len(ds.records)} images)", found, detection_collate)
+
+
+def segmentation_eval_data(data: str, split: str, meta: WeightsMeta, subset: int | None = None, data_dir: str | None = None) -> EvalData:
+    """A segmenter's evaluation set: Fashion scenes' semantic masks (the run's own set when its recipe names one),
+    or a Cityscapes / VOC / images + masks folder, at the weights' input size."""
+    from mnv3.data.segmentation import (
+        FASHION_SCENES_CLASSES,
+        SegmentationPairs,
+        fashion_scenes_pairs,
+        segmentation_eval_transform,
+    )
+    from mnv3.train.data_segmentation import dataset_layout
+
+    pp = meta.preprocessing
+    if data == FASHION_SCENES:
+        from mnv3.data.detection import ensure_fashion_scenes
+
+        train_n, test_n = _fashion_scenes_counts(meta, "segmentation")
+        root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=data_dir, progress=False)
+        classes, label_map, pairs = list(FASHION_SCENES_CLASSES), None, fashion_scenes_pairs(root, split)
+    else:
+        root = Path(data)
+        if not root.is_dir():
+            raise FileNotFoundError(f"--data {data!r} is neither '{FASHION_SCENES}' nor a segmentation dataset folder")
+        _, classes, label_map, _, pairs = dataset_layout(root)
+    pairs = [pairs[i] for i in spread(len(pairs), subset)]  # type: ignore[index, arg-type]
+    ds = SegmentationPairs(pairs, classes, label_map=label_map, transforms=segmentation_eval_transform(pp.crop, pp.mean, pp.std))  # type: ignore[arg-type]
+    return EvalData(ds, list(classes), f"{data} {split} ({len(ds)} images)", split)
 
 
 def _classification_eval_data(data: str, split: str, meta: WeightsMeta, subset: int | None, data_dir: str | None) -> EvalData:
@@ -174,7 +207,12 @@ def run_eval(
     net = load_model(source, model=model, preset=preset)
     meta, spec = net.weights_meta, net.spec
     split = split or "test"
-    if spec.detection is None:
+    if spec.segmentation is not None:
+        ed = segmentation_eval_data(data or FASHION_SCENES, split, meta, subset, data_dir)
+        if spec.num_classes != len(ed.classes):
+            raise ValueError(f"the model segments {spec.num_classes} classes but {ed.name} has {len(ed.classes)}; evaluate on data with the model's classes")
+        task = task_for(spec, ed.classes)
+    elif spec.detection is None:
         ed = _classification_eval_data(data or fm.NAME, split, meta, subset, data_dir)
         if spec.num_classes != len(ed.classes):
             raise ValueError(
@@ -190,7 +228,8 @@ def run_eval(
     result = evaluate(net.to(dev).eval(), loader, task, dev)
     out = Path(out_dir) if out_dir else _report_dir(source)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"source": str(source), "data": str(data or (fm.NAME if spec.detection is None else FASHION_SCENES)), "split": ed.split,
+    default = fm.NAME if spec.detection is None and spec.segmentation is None else FASHION_SCENES
+    report = {"source": str(source), "data": str(data or default), "split": ed.split,
               **result.to_dict()}  # fmt: skip
     atomic_write_bytes(out / f"eval-{ed.split}.json", json.dumps(report, indent=2).encode())
     task.write_reports(result, out, f"{Path(str(source)).name} on {report['data']} {ed.split}", suffix=f"-{ed.split}")
@@ -208,6 +247,11 @@ def report_lines(result: Evaluation) -> list[str]:
         w = max(len(n) for n in result.per_class_ap)
         lines.append("per-class AP@[.5:.95]:")
         lines += [f"  {n:<{w}}  {100 * ap:6.2f}" for n, ap in result.per_class_ap.items()]
+        return lines
+    if isinstance(result, SegmentationEvalResult):
+        lines = [f"mIoU {100 * result.miou:.2f} %   pixel accuracy {100 * result.pixel_accuracy:.2f} %   ({result.count} images)", "per-class IoU:"]
+        w = max(len(n) for n in result.classes)
+        lines += [f"  {n:<{w}}  {'  n/a' if math.isnan(v) else f'{100 * v:6.2f} %'}" for n, v in zip(result.classes, result.iou, strict=True)]
         return lines
     assert isinstance(result, EvalResult)
     lines = [f"top-1 {100 * result.top1:.2f} %   top-5 {100 * result.top5:.2f} %   loss {result.loss:.4f}   ({result.count} images)"]
