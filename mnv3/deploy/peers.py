@@ -41,6 +41,8 @@ def torchvision_equivalent(model: nn.Module) -> tuple[nn.Module, str]:
     if origin is None:
         raise ValueError(f"{spec.name} was not built from a registered variant; --compare torchvision needs one of mnv3.list_models()")
     problems = []
+    if origin.family not in (Family.LARGE, Family.SMALL):
+        problems.append(f"the {origin.family.value} family (it builds MobileNetV3 only)")
     if origin.minimal:
         problems.append("minimalistic networks")
     if origin.halve_first_expansion:

@@ -104,13 +104,15 @@ class MobileNetV3(SpecNetwork):
         self.stem, self.blocks, self.head_conv = backbone_layers(spec)
         # after pooling: 1x1 hidden layer without BN (a Linear on the pooled vector), then classifier
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head_hidden = nn.Linear(spec.head.conv_out, spec.head.hidden)
-        self.head_act = make_activation(spec.head.act)
+        # hidden = 0 (MnasNet's head): no hidden layer, the classifier reads the pooled conv_out
+        has_hidden = spec.head.hidden > 0
+        self.head_hidden: nn.Module = nn.Linear(spec.head.conv_out, spec.head.hidden) if has_hidden else nn.Identity()
+        self.head_act: nn.Module = make_activation(spec.head.act) if has_hidden else nn.Identity()
         self.dropout = nn.Dropout(spec.head.dropout)
-        self.classifier: nn.Module = nn.Linear(spec.head.hidden, spec.num_classes) if spec.num_classes > 0 else nn.Identity()
+        self.head_hidden_size = spec.head.hidden if has_hidden else spec.head.conv_out
+        self.classifier: nn.Module = nn.Linear(self.head_hidden_size, spec.num_classes) if spec.num_classes > 0 else nn.Identity()
         self.feature_info: list[FeatureInfo] = feature_info(spec)
         self.num_features = spec.head.conv_out
-        self.head_hidden_size = spec.head.hidden
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -142,7 +144,7 @@ class MobileNetV3(SpecNetwork):
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.spec = self.spec.replace(num_classes=num_classes)
-        self.classifier = nn.Linear(self.spec.head.hidden, num_classes) if num_classes > 0 else nn.Identity()
+        self.classifier = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
         if isinstance(self.classifier, nn.Linear):
             nn.init.normal_(self.classifier.weight, 0, 0.01)
             nn.init.zeros_(self.classifier.bias)

@@ -22,11 +22,13 @@ from mnv3.spec import transforms as T
 from mnv3.spec.conventions import DETECTION_BN_MOMENTUM, Preset, get_preset, get_segmentation_preset, get_ssdlite_preset
 from mnv3.spec.segmentation import LRASPPSpec, PoolMode, SegmentationHead
 from mnv3.spec.serialize import load_spec
-from mnv3.spec.tables import LARGE, SMALL
+from mnv3.spec.tables import LARGE, MNASNET_A1, MNASNET_SE_RATIO, SMALL
 from mnv3.spec.types import Conventions, Family, ModelSpec, Origin
 from mnv3.utils.suggest import did_you_mean
 
-TABLES: dict[Family, ModelSpec] = {Family.LARGE: LARGE, Family.SMALL: SMALL}
+TABLES: dict[Family, ModelSpec] = {Family.LARGE: LARGE, Family.SMALL: SMALL, Family.MNASNET: MNASNET_A1}
+# conventions a table carries under every preset (MnasNet's SE squeezes 1/4 of the block input, not of the expansion)
+TABLE_CONVENTIONS: dict[Family, dict[str, Any]] = {Family.MNASNET: {"se_ratio": MNASNET_SE_RATIO}}
 DETECTION_NUM_CLASSES = 91  # COCO's 90 classes + background, as torchvision and the TF OD API count them
 SEGMENTATION_NUM_CLASSES = 19  # Cityscapes' 19 evaluated classes (paper §6.4, Tables 7-8)
 Network = MobileNetV3 | SSDLite | LRASPP
@@ -75,6 +77,8 @@ for _w, _tag in ((0.35, "035"), (0.5, "050"), (0.75, "075"), (1.0, "100"), (1.25
         Variant(Family.LARGE, _w, paper_head_hidden=1280 if _w > 1 else None, description=f"MobileNetV3-Large {_w}x (Table 1, 9)"),
     )
     register(f"mobilenetv3_small_{_tag}", Variant(Family.SMALL, _w, description=f"MobileNetV3-Small {_w}x (Table 2, 9)"))
+# MnasNet-A1 (MnasNet paper arXiv 1807.11626, Fig. 7; 3.9M params): the NAS seed of §4.1, a point of mnv3's NAS space.
+register("mnasnet_a1", Variant(Family.MNASNET, description="MnasNet-A1 (arXiv 1807.11626 Fig. 7; the §4.1 NAS seed)"))
 register("mobilenetv3_large_minimal_100", Variant(Family.LARGE, 1.0, minimal=True, description="Large minimalistic (TF-slim)"))
 register("mobilenetv3_small_minimal_100", Variant(Family.SMALL, 1.0, minimal=True, description="Small minimalistic (TF-slim)"))
 register("mobilenetv3_large_minimal_075", Variant(Family.LARGE, 0.75, minimal=True, description="Large 0.75 minimalistic"))
@@ -209,6 +213,7 @@ def build_spec(
     conventions = get_preset(preset)
     if variant.detection:
         conventions = dataclasses.replace(conventions, bn_momentum=DETECTION_BN_MOMENTUM)
+    conventions = dataclasses.replace(conventions, **TABLE_CONVENTIONS.get(variant.family, {}))
     conventions = dataclasses.replace(conventions, **{k: v for k, v in overrides.items() if k in _CONVENTION_FIELDS})
     if num_classes is None:
         num_classes = DETECTION_NUM_CLASSES if variant.detection else SEGMENTATION_NUM_CLASSES if variant.segmentation else 1000

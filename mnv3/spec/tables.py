@@ -62,3 +62,38 @@ SMALL = ModelSpec(
     blocks=SMALL_BLOCKS,
     head=HeadSpec(conv_out=576, hidden=1024, act=HS),
 )
+
+# MnasNet-A1 (Tan et al., "MnasNet", arXiv 1807.11626, Fig. 7; tensorflow/tpu models/official/mnasnet/
+# mnasnet_models.py, mnasnet_a1): the platform-aware NAS result MobileNetV3-Large's search restarts from
+# (§4.1). ReLU throughout; SepConv = a block whose expansion equals its input (no 1x1 expansion).
+# Its SE squeezes to 1/4 of the block's *input* width (1/24 of an x6 expansion): MNASNET_SE_RATIO below,
+# rounded to the divisor like every mnv3 width; mnv3's SE gate is the hard sigmoid (MnasNet: sigmoid).
+# fmt: off
+#                     k  exp   out  SE     NL  s      # MnasNet Fig. 7, stage
+MNASNET_A1_BLOCKS = (
+    BlockSpec(3,  32,  16, False, RE, 1),  # SepConv 3x3, 16            x1
+    BlockSpec(3,  96,  24, False, RE, 2),  # MBConv6 3x3, 24            x2
+    BlockSpec(3, 144,  24, False, RE, 1),
+    BlockSpec(5,  72,  40, True,  RE, 2),  # MBConv3 5x5 SE, 40         x3
+    BlockSpec(5, 120,  40, True,  RE, 1),
+    BlockSpec(5, 120,  40, True,  RE, 1),
+    BlockSpec(3, 240,  80, False, RE, 2),  # MBConv6 3x3, 80            x4
+    BlockSpec(3, 480,  80, False, RE, 1),
+    BlockSpec(3, 480,  80, False, RE, 1),
+    BlockSpec(3, 480,  80, False, RE, 1),
+    BlockSpec(3, 480, 112, True,  RE, 1),  # MBConv6 3x3 SE, 112        x2
+    BlockSpec(3, 672, 112, True,  RE, 1),
+    BlockSpec(5, 672, 160, True,  RE, 2),  # MBConv6 5x5 SE, 160        x3
+    BlockSpec(5, 960, 160, True,  RE, 1),
+    BlockSpec(5, 960, 160, True,  RE, 1),
+    BlockSpec(3, 960, 320, False, RE, 1),  # MBConv6 3x3, 320           x1
+)
+# fmt: on
+MNASNET_SE_RATIO = 1 / 24  # squeeze = input / 4 for an x6 expansion (x3 stage: rounded up to the divisor)
+
+MNASNET_A1 = ModelSpec(
+    name="mnasnet_a1",
+    stem=StemSpec(out=32, act=RE),  # conv 3x3, s2, 32
+    blocks=MNASNET_A1_BLOCKS,
+    head=HeadSpec(conv_out=1280, hidden=0, act=RE),  # conv 1x1 1280 before pooling, pool, FC (no hidden layer)
+)

@@ -73,6 +73,8 @@ def scale_width(spec: ModelSpec, multiplier: float, *, head_hidden: int | None =
         conv_out = scaled(spec.head.conv_out)
     if head_hidden is not None:
         hidden = head_hidden
+    elif spec.head.hidden == 0:
+        hidden = 0  # no hidden layer (MnasNet's head) stays none
     elif c.head_scaling is HeadScaling.SCALED or (c.head_scaling is HeadScaling.SCALED_ABOVE_ONE and multiplier > 1):
         hidden = scaled(spec.head.hidden)
     else:

@@ -114,7 +114,7 @@ class HeadSpec:
     """The efficient last stage (paper §5.1): 1x1 conv at 7x7, pool, 1x1 hidden layer, classifier."""
 
     conv_out: int  # 960 (Large) / 576 (Small), runs before pooling
-    hidden: int  # 1280 (Large) / 1024 (Small), runs after pooling, no BN
+    hidden: int  # 1280 (Large) / 1024 (Small), runs after pooling, no BN; 0: none (MnasNet's head: the classifier reads the pooled conv_out)
     act: Activation
     dropout: float = 0.2
 
@@ -124,6 +124,7 @@ class Family(str, Enum):
 
     LARGE = "large"
     SMALL = "small"
+    MNASNET = "mnasnet"  # MnasNet-A1 (MnasNet paper, arXiv 1807.11626, Fig. 7): the NAS seed family of §4.1
 
 
 @dataclass(frozen=True)
@@ -213,7 +214,7 @@ def validate(spec: ModelSpec) -> None:
         _check(isinstance(b.se, bool), f"{where}: se must be true or false, got {b.se!r}")
     h = spec.head
     _check(h.conv_out >= 1, f"head.conv_out must be a positive width, got {h.conv_out}")
-    _check(h.hidden >= 1, f"head.hidden must be a positive width, got {h.hidden}")
+    _check(h.hidden >= 0, f"head.hidden must be a width >= 0 (0: no hidden layer), got {h.hidden}")
     _check(isinstance(h.act, Activation), f"head.act must be one of {[a.value for a in Activation]}, got {h.act!r}")
     _check(0 <= h.dropout < 1, f"head.dropout must be in [0, 1), got {h.dropout}")
     if spec.detection is not None:
