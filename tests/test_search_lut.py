@@ -227,3 +227,14 @@ def test_prediction_against_measured_eager_is_recorded(tmp_path, record_property
     for s, p, w in zip(specs, preds, measured, strict=True):
         assert p.total_ms > 0 and w.median_ms > 0
         record_property(f"{s.name}@{RES}", f"predicted {p.total_ms:.3f} ms, measured {w.median_ms:.3f} ms")
+
+
+def test_a_head_without_hidden_layer_classifies_the_pooled_conv():
+    """MnasNet-A1's head (hidden = 0): conv -> pool -> classifier, with no 1280 layer to time."""
+    from mnv3.models.registry import resolve_spec
+
+    spec = resolve_spec("mnasnet_a1")
+    assert spec.head.hidden == 0
+    names = [la.name for la in network_layers(spec, 224)][-3:]
+    assert names == ["head_conv", "pool", "classifier"]
+    assert network_layers(spec, 224)[-1].key.in_ch == spec.head.conv_out

@@ -1,4 +1,4 @@
-"""``mnv3 search netadapt``: adapt a network's widths to a latency target with NetAdapt (paper §4.2), on a latency table."""
+"""``mnv3 search netadapt`` / ``nas``: NetAdapt (paper §4.2) and platform-aware NAS (§4.1) on a latency lookup table."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def _config(args: argparse.Namespace, resolution: int) -> Any:
     kw.update(parse_set(args.set))
     cfg = validate(finetune_config(**kw))
     if cfg.val_split <= 0:
-        raise ValueError("--val-split must be > 0: NetAdapt scores proposals on held-out TRAINING images, never on the test split")
+        raise ValueError("--val-split must be > 0: the search scores networks on held-out TRAINING images, never on the test split")
     return cfg
 
 

@@ -172,7 +172,10 @@ def network_layers(spec: ModelSpec, resolution: int | tuple[int, int]) -> list[L
     hd = spec.head
     layers.append(Layer("head_conv", LayerKey(LayerKind.HEAD_CONV, h, w, in_ch, hd.conv_out, kernel=1, act=hd.act)))
     layers.append(Layer("pool", LayerKey(LayerKind.POOL, h, w, hd.conv_out, hd.conv_out)))
-    layers.append(Layer("hidden", LayerKey(LayerKind.HIDDEN, 1, 1, hd.conv_out, hd.hidden, act=hd.act)))
+    features = hd.conv_out
+    if hd.hidden:  # MobileNetV3's 1280 / 1024 layer; MnasNet's head (hidden = 0) classifies the pooled conv directly
+        layers.append(Layer("hidden", LayerKey(LayerKind.HIDDEN, 1, 1, hd.conv_out, hd.hidden, act=hd.act)))
+        features = hd.hidden
     if spec.num_classes > 0:
-        layers.append(Layer("classifier", LayerKey(LayerKind.CLASSIFIER, 1, 1, hd.hidden, spec.num_classes)))
+        layers.append(Layer("classifier", LayerKey(LayerKind.CLASSIFIER, 1, 1, features, spec.num_classes)))
     return layers
