@@ -134,6 +134,7 @@ def _losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"}
 
 
+@pytest.mark.slow
 def test_sigkill_in_every_phase_then_resume_gives_the_uninterrupted_artifacts(tmp_path: Path, _data):
     ref = _run(["train", "--out-dir", str(tmp_path), "--name", "ref", *ARGS])
     assert ref.returncode == 0, ref.stderr[-2000:]
