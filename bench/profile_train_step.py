@@ -7,6 +7,11 @@
         --config "nocl:ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2;channels_last=false"
     .venv/bin/python bench/profile_train_step.py --profile --steps 12 \\
         --config "avx2:ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2"
+    .venv/bin/python bench/profile_train_step.py --rounds 4 --steps 20 \\
+        --config "pad0:ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2,MNV3_EXPLICIT_PAD=0" \\
+        --config "auto:ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2"
+    .venv/bin/python bench/profile_train_step.py --layers --rounds 1 --steps 5 \\
+        --config "avx2:ATEN_CPU_CAPABILITY=avx2,ONEDNN_MAX_CPU_ISA=AVX2;threads=1" --config "avx512;threads=1"
 
 A configuration is ``NAME[:ENV=VALUE,...][;FIELD=VALUE;...]``: environment variables for the child
 process (``ATEN_CPU_CAPABILITY`` picks ATen's CPU kernels, ``ONEDNN_MAX_CPU_ISA`` oneDNN's, so an
@@ -20,6 +25,15 @@ functions and measures separately
 * ``loop``: both together, as the engine runs them (loader, then step), img/s.
 
 ``--profile`` adds a ``torch.profiler`` table of the step (self CPU time per operator, top 25).
+``--layers`` adds, per symmetrically padded depthwise conv of the network, its forward + backward
+time in training mode (best of 3 x 5 on the layer's input from one training batch) with the padded
+conv and with ``F.pad`` + padding 0 (``ConvBnAct.explicit_pad``), and its eval forward time both ways.
+``MNV3_EXPLICIT_PAD`` (0 / 1, unset = auto) sets that choice for the whole step; the machine line
+gives the setting and how many depthwise convs it covers ("auto": those whose map is smaller
+than the kernel, at run time). ``--ab-pad N`` times the step in one process with the depthwise
+convs' ``explicit_pad`` switched "off" / "auto" step by step (N passes over the batches, the order
+alternating), the comparison least disturbed by other jobs; "auto" there applies the small-map
+rule whatever the CPU, so on AVX-512 it shows what the rule would cost.
 Prints the machine line, the load average before and after each child, and the median per
 configuration with its ratio to the first one.
 """
@@ -33,6 +47,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _parse_config(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -55,10 +74,76 @@ def machine_line() -> str:
     )
 
 
+def layer_table(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """Per symmetrically padded depthwise ConvBnAct: train fwd+bwd and eval fwd, padded conv vs F.pad + padding 0."""
+    import torch
+
+    from mnv3.blocks.layers import ConvBnAct
+
+    convs = {n: m for n, m in model.named_modules() if isinstance(m, ConvBnAct) and m.conv.groups > 1 and m.conv.padding[0] > 0}
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, a, n=n: inputs.__setitem__(n, a[0].detach())) for n, m in convs.items()]
+    model.train()
+    model(x)
+    for h in hooks:
+        h.remove()
+
+    def best_ms(m: ConvBnAct, x0: torch.Tensor, train: bool) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for _ in range(5):
+                if train:
+                    m(x0.clone().requires_grad_()).sum().backward()
+                else:
+                    with torch.no_grad():
+                        m(x0)
+            best = min(best, (time.perf_counter() - t0) / 5)
+        return 1e3 * best
+
+    rows = [
+        "| layer | kernel, stride | channels, map | train padded / F.pad (ms) | ratio | eval padded / F.pad (ms) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, m in convs.items():
+        x0, saved, ms = inputs[n], m.explicit_pad, {}
+        for train in (True, False):
+            m.train(train)
+            for mode in ("off", "on"):
+                m.explicit_pad = mode
+                ms[train, mode] = best_ms(m, x0, train)
+        m.explicit_pad = saved
+        m.train()
+        k, s = m.conv.kernel_size[0], m.conv.stride[0]
+        rows.append(
+            f"| {n} | {k}x{k}, {s} | {x0.shape[1]}, {x0.shape[-2]}x{x0.shape[-1]} | {ms[True, 'off']:.1f} / {ms[True, 'on']:.1f} "
+            f"| {ms[True, 'off'] / ms[True, 'on']:.2f}x | {ms[False, 'off']:.2f} / {ms[False, 'on']:.2f} |"
+        )
+    return "\n".join(rows)
+
+
+def ab_pad(model: torch.nn.Module, batches: list, step: Callable, rounds: int) -> dict[str, float]:
+    """Median step time (ms) with every symmetric depthwise conv's ``explicit_pad`` "off" / "auto", alternating step by step."""
+    from mnv3.blocks.layers import ConvBnAct
+
+    convs = [m for m in model.modules() if isinstance(m, ConvBnAct) and m.conv.groups > 1 and m.conv.padding[0] > 0]
+    times: dict[str, list[float]] = {"off": [], "auto": []}
+    for r in range(rounds):
+        for i, (x, y) in enumerate(batches):
+            for mode in ("off", "auto") if (r + i) % 2 == 0 else ("auto", "off"):
+                for m in convs:
+                    m.explicit_pad = mode if m.conv.dilation[0] == 1 else "off"
+                t0 = time.perf_counter()
+                step(x, y)
+                times[mode].append(1e3 * (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def child(args: argparse.Namespace) -> None:
     import torch
     from torch import nn
 
+    from mnv3.blocks.layers import ConvBnAct, explicit_pad_setting
     from mnv3.train import data as D
     from mnv3.train.config import load_recipe, parse_set
     from mnv3.train.distributed import DistInfo
@@ -123,8 +208,14 @@ def child(args: argparse.Namespace) -> None:
         "data_ms": 1e3 * t_data / n,
         "warmup_s": t_warm,
         "build_data_s": t_build,
-        "machine": machine_line(),
+        "machine": machine_line()
+        + f"; explicit_pad {explicit_pad_setting()} on {sum(isinstance(m, ConvBnAct) and m.explicit_pad != 'off' for m in model.modules())} convs",
     }
+    if args.ab_pad:
+        out["ab_pad_ms"] = ab_pad(model, batches, step, args.ab_pad)
+    if args.layers:
+        x = batches[0][0]
+        out["layers"] = layer_table(model, x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x)
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -144,19 +235,24 @@ def driver(args: argparse.Namespace) -> None:
     results: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
     for r in range(args.rounds):
         for name, env, overrides in configs:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--child",
-                "--recipe",
-                args.recipe,
-                "--steps",
-                str(args.steps),
-                "--warmup",
-                str(args.warmup),
-                "--overrides",
-                json.dumps(overrides),
-            ] + (["--profile"] if args.profile else [])
+            cmd = (
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--recipe",
+                    args.recipe,
+                    "--steps",
+                    str(args.steps),
+                    "--warmup",
+                    str(args.warmup),
+                    "--overrides",
+                    json.dumps(overrides),
+                ]
+                + (["--profile"] if args.profile else [])
+                + (["--layers"] if args.layers else [])
+                + (["--ab-pad", str(args.ab_pad)] if args.ab_pad else [])
+            )
             before = load()
             p = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True)
             line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -175,6 +271,13 @@ def driver(args: argparse.Namespace) -> None:
                 print(f"  machine: {res['machine']}")
             if args.profile and "profile" in res:
                 print(res["profile"])
+            if "ab_pad_ms" in res:
+                ab = res["ab_pad_ms"]
+                print(
+                    f"  explicit_pad A/B, alternating steps: off {ab['off']:.0f} ms, auto {ab['auto']:.0f} ms ({ab['off'] / ab['auto']:.2f}x)"
+                )
+            if "layers" in res:
+                print(res["layers"])
     base = configs[0][0]
     med = {
         k: {m: statistics.median(x[m] for x in v) for m in ("data_img_s", "step_img_s", "loop_img_s")}
@@ -198,6 +301,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per phase")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--layers", action="store_true", help="time each padded depthwise conv with and without explicit padding")
+    ap.add_argument(
+        "--ab-pad", type=int, default=0, metavar="N", help="N passes over the batches alternating explicit_pad off / auto"
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
