@@ -12,9 +12,9 @@ import torch
 from torchvision.models.detection import _utils as tv_det_utils
 from torchvision.models.detection.ssd import SSD
 
-from mnv3.tasks import TASKS, DetectionTask
 from mnv3.models.boxes import decode_boxes, encode_boxes
 from mnv3.spec.detection import ClassificationLoss, LossSpec
+from mnv3.tasks import TASKS, DetectionTask
 from mnv3.tasks.detection import COCO_STATS, match_anchors
 
 pytest.importorskip("pycocotools")
