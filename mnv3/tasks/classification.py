@@ -19,7 +19,7 @@ from torch import nn
 
 from mnv3.data.transforms import batch_mix
 from mnv3.tasks.base import Evaluation, Meter, Task
-from mnv3.utils.atomic import atomic_save_figure
+from mnv3.tasks.figures import pyplot, save
 
 
 def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[int]:
@@ -160,11 +160,7 @@ class ClassificationTask(Task):
 
 def plot_confusion(cm: torch.Tensor, classes: Sequence[str], out: str | Path, title: str = "confusion matrix") -> Path:
     """Row-normalised confusion matrix with counts in each cell, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(classes)
     norm = cm.double() / cm.sum(dim=1, keepdim=True).clamp(min=1).double()
     size = max(6.0, 0.55 * n + 2)
@@ -180,7 +176,4 @@ def plot_confusion(cm: torch.Tensor, classes: Sequence[str], out: str | Path, ti
                 if c:
                     ax.text(j, i, str(c), ha="center", va="center", fontsize=7, color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
-    try:
-        return atomic_save_figure(fig, out)
-    finally:
-        plt.close(fig)
+    return save(fig, out)

@@ -30,11 +30,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert, box_iou, sigmoid_focal_loss
 
-from mnv3.models.boxes import decode_boxes, encode_boxes
+from mnv3.models.boxes import encode_boxes
 from mnv3.spec.detection import BoxCoderSpec, ClassificationLoss, LossSpec, MatcherSpec, SSDLiteSpec
 from mnv3.tasks.base import Evaluation, Meter, Task
+from mnv3.tasks.figures import per_class_bars
 
-__all__ = ["CocoMeter", "DetectionTask", "decode_boxes", "encode_boxes", "match_anchors"]
+__all__ = ["CocoMeter", "DetectionTask", "match_anchors"]
 
 # pycocotools' COCOeval.stats, in its order (cocoeval.py, summarize())
 COCO_STATS = ("mAP", "mAP50", "mAP75", "mAP_small", "mAP_medium", "mAP_large",
@@ -238,20 +239,6 @@ class DetectionTask(Task):
     def write_reports(self, ev: Evaluation, out_dir: Path, title: str, suffix: str = "") -> list[Path]:
         """The per-class AP as a bar chart, ``ap_per_class<suffix>.png``."""
         assert isinstance(ev, DetectionEvalResult)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from mnv3.utils.atomic import atomic_save_figure
-
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(self.classes) + 2), 4))
-        ax.bar(range(len(self.classes)), [100 * ev.per_class_ap[c] for c in self.classes])
-        ax.set_xticks(range(len(self.classes)), self.classes, rotation=60, ha="right")
-        ax.set(ylabel="AP@[.5:.95] (%)", title=f"{title}: {self.summary(ev)}")
-        fig.tight_layout()
-        try:
-            return [atomic_save_figure(fig, Path(out_dir) / f"ap_per_class{suffix}.png")]
-        finally:
-            plt.close(fig)
+        aps = [100 * ev.per_class_ap[c] for c in self.classes]
+        return [per_class_bars(self.classes, aps, "AP@[.5:.95] (%)", f"{title}: {self.summary(ev)}", Path(out_dir) / f"ap_per_class{suffix}.png")]
 

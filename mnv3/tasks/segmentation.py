@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from mnv3.tasks.base import Evaluation, Meter, Task
+from mnv3.tasks.figures import per_class_bars
 
 IGNORE_INDEX = 255
 
@@ -151,19 +152,5 @@ class SegmentationTask(Task):
     def write_reports(self, ev: Evaluation, out_dir: Path, title: str, suffix: str = "") -> list[Path]:
         """The per-class IoU as a bar chart, ``iou_per_class<suffix>.png``."""
         assert isinstance(ev, SegmentationEvalResult)
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from mnv3.utils.atomic import atomic_save_figure
-
-        fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(self.classes) + 2), 4))
-        ax.bar(range(len(self.classes)), [0.0 if math.isnan(v) else 100 * v for v in ev.iou])
-        ax.set_xticks(range(len(self.classes)), self.classes, rotation=60, ha="right")
-        ax.set(ylabel="IoU (%)", title=f"{title}: {self.summary(ev)}")
-        fig.tight_layout()
-        try:
-            return [atomic_save_figure(fig, Path(out_dir) / f"iou_per_class{suffix}.png")]
-        finally:
-            plt.close(fig)
+        ious = [0.0 if math.isnan(v) else 100 * v for v in ev.iou]
+        return [per_class_bars(self.classes, ious, "IoU (%)", f"{title}: {self.summary(ev)}", Path(out_dir) / f"iou_per_class{suffix}.png")]

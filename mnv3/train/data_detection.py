@@ -48,16 +48,22 @@ def _limit(ds: CocoDetection, n: int | None) -> CocoDetection:
     return ds
 
 
+def fashion_scenes_root(cfg: TrainConfig, info: DistInfo) -> Path:
+    """The cached Fashion scenes set a run trains on (``train_subset`` / ``val_subset`` scenes, seed 0): rank 0
+    generates it on first use, the other ranks wait, then find it complete."""
+    train_n, test_n = cfg.train_subset or 8000, cfg.val_subset or 1000
+    root = None
+    if info.is_main:
+        root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, download=cfg.download, progress=cfg.progress)
+    barrier()
+    return root or ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, progress=False)
+
+
 def detection_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBundle:
     """The train and evaluation sets of a detection run, with the preprocessing saved beside the weights."""
     info = info or DistInfo()
     if cfg.data in (None, "", FASHION_SCENES):
-        train_n, test_n = cfg.train_subset or 8000, cfg.val_subset or 1000
-        if info.is_main:  # rank 0 generates once; the others wait, then find it complete
-            root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, download=cfg.download, progress=cfg.progress)
-        barrier()
-        root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, progress=False)
-        name = FASHION_SCENES
+        root, name = fashion_scenes_root(cfg, info), FASHION_SCENES
     else:
         root, name = Path(str(cfg.data)), str(cfg.data)
         if not root.is_dir():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnv3.data.detection import ensure_fashion_scenes
 from mnv3.data.segmentation import (
     CITYSCAPES_CLASSES,
     FASHION_SCENES_CLASSES,
@@ -21,8 +20,8 @@ from mnv3.data.segmentation import (
 )
 from mnv3.train.config import TrainConfig
 from mnv3.train.data import DataBundle
-from mnv3.train.data_detection import FASHION_SCENES
-from mnv3.train.distributed import DistInfo, barrier
+from mnv3.train.data_detection import FASHION_SCENES, fashion_scenes_root
+from mnv3.train.distributed import DistInfo
 from mnv3.utils.preprocessing import IMAGENET, Preprocessing
 
 
@@ -53,11 +52,7 @@ def segmentation_data(cfg: TrainConfig, info: DistInfo | None = None) -> DataBun
     std = tuple(cfg.std) if cfg.std is not None else IMAGENET.std
     size = cfg.resolution
     if cfg.data in (None, "", FASHION_SCENES):
-        train_n, test_n = cfg.train_subset or 8000, cfg.val_subset or 1000
-        if info.is_main:  # rank 0 generates once; the others wait, then find it complete
-            ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, download=cfg.download, progress=cfg.progress)
-        barrier()
-        root = ensure_fashion_scenes(train=train_n, test=test_n, seed=0, data_dir=cfg.data_dir, progress=False)
+        root = fashion_scenes_root(cfg, info)
         name, classes, label_map = FASHION_SCENES, list(FASHION_SCENES_CLASSES), None
         train_pairs, val_pairs, val_name = fashion_scenes_pairs(root, "train"), fashion_scenes_pairs(root, "test"), "test"
     else:

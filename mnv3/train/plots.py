@@ -6,16 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mnv3.utils.atomic import atomic_save_figure
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from mnv3.tasks.figures import pyplot, save
 
 
 def plot_curves(records: Sequence[dict[str, Any]], out: str | Path, metric: str = "top1") -> Path | None:
@@ -25,7 +16,7 @@ def plot_curves(records: Sequence[dict[str, Any]], out: str | Path, metric: str 
     evals = [r for r in records if r.get("kind") == "eval"]
     if not train:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     axes[0].plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
     axes[0].set(title="training loss", xlabel="step", yscale="log")
@@ -38,7 +29,4 @@ def plot_curves(records: Sequence[dict[str, Any]], out: str | Path, metric: str 
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    try:
-        return atomic_save_figure(fig, out)
-    finally:
-        plt.close(fig)
+    return save(fig, out)
