@@ -1,4 +1,8 @@
-"""``mnv3 bench``: latency (median / p90 / min-max) and throughput across runtimes, mnv3 vs a peer in the same run."""
+"""``mnv3 bench``: latency (median / p90 / min-max) and throughput across runtimes, mnv3 vs a peer in the same run.
+
+Detectors are timed up to their raw head outputs (both fetched), segmenters on their logits; the peer is
+picked by the network's kind (:func:`mnv3.deploy.peers.peer_model`). Dense tasks take ``--resolution HxW``.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "model through the same runtimes in the same run and prints the ratios (below 1 = mnv3 faster)."
         ),
     )
-    p.add_argument("model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights")
+    p.add_argument(
+        "model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights"
+    )
     add_weights_option(p, note="; random init without (latency does not depend on the values)")
     p.add_argument(
         "--runtime", nargs="+", default=["all"], choices=[*RUNTIMES, "all"], help="runtimes to time (default: all installed)"
@@ -34,9 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", nargs="+", type=int, default=[1], help="thread counts to pin (default 1, as the paper's single-core numbers)"
     )
-    p.add_argument("--resolution", type=int, default=224, help="input size (default 224)")
-    p.add_argument("--batch-size", nargs="+", type=int, default=[1], help="batch sizes to time; >1 measures throughput (default 1)")
-    p.add_argument("--batch", dest="batch_size", nargs="+", type=int, action=deprecated_alias("--batch", "--batch-size"), help=argparse.SUPPRESS)
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=None,
+        metavar="SIZE",
+        help="input side, or HxW for detectors and segmenters (default 224; 320 for detectors, 512x1024 for segmenters)",
+    )
+    p.add_argument(
+        "--batch-size", nargs="+", type=int, default=[1], help="batch sizes to time; >1 measures throughput (default 1)"
+    )
+    p.add_argument(
+        "--batch",
+        dest="batch_size",
+        nargs="+",
+        type=int,
+        action=deprecated_alias("--batch", "--batch-size"),
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--warmup", type=int, default=10, help="untimed calls per case before timing (default 10)")
     p.add_argument("--runs", type=int, default=50, help="timed calls per case and repeat (default 50)")
     p.add_argument("--repeats", type=int, default=1, help="interleaved repeats; ratios are formed within each (default 1)")
@@ -49,13 +70,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-layer", action="store_true", help="per-layer latency breakdown of the mnv3 model in ONNX Runtime")
     p.add_argument("--plot", default=None, help="write the per-layer breakdown as a PNG here (implies --per-layer)")
     p.add_argument(
-        "--json", nargs="?", const=True, default=False, metavar="FILE",
+        "--json",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="FILE",
         help="print the records (latency and per-layer) as JSON lines instead of tables (--json FILE: deprecated, use --records)",
     )
     p.add_argument("--records", default=None, metavar="FILE", help="also append the JSON-lines records to FILE")
     p.add_argument("--workdir", default=None, help="keep the exported files here (default: a temporary folder)")
     add_model_options(p)
     p.set_defaults(func=run)
+
+
+DEFAULT_RESOLUTION = {"classifier": 224, "detector": 320, "segmenter": (512, 1024)}
+
+
+def _resolution(value: str) -> int | tuple[int, int]:
+    """``224`` (a square input) or ``512x1024`` (height x width)."""
+    parts = value.lower().split("x")
+    if len(parts) > 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: give a side (224) or HEIGHTxWIDTH (512x1024)")
+    return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+
+
+def _pick_resolution(args: argparse.Namespace, kind: str) -> int | tuple[int, int]:
+    """The resolution to time at: the one given (HxW only for dense tasks), else the network kind's default."""
+    res = DEFAULT_RESOLUTION[kind] if args.resolution is None else args.resolution
+    if isinstance(res, tuple):
+        h, w = res
+        if h == w:
+            return h
+        if kind == "classifier":
+            raise ValueError(f"--resolution {h}x{w}: a classifier is timed on square inputs; give one side")
+        if args.calibration is not None or args.per_layer or args.plot:
+            raise ValueError(f"--resolution {h}x{w}: --calibration and --per-layer / --plot take square inputs; give one side")
+    return res
 
 
 def _runtimes(requested: list[str]) -> list[str]:
@@ -95,8 +145,9 @@ def _check_args(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from mnv3.deploy.bench import Contender, build_cases, format_ratios, format_table, measure, ratios, summarize
+    from mnv3.deploy.bench import Contender, build_cases, format_ratios, format_table, measure, ratios, resolution_text, summarize
     from mnv3.deploy.loading import preprocessing_for
+    from mnv3.deploy.peers import NetworkKind, network_kind, params, peer_model, timed_module
     from mnv3.deploy.records import Machine, load_average, write_jsonl
 
     _check_args(args)
@@ -105,12 +156,20 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("ignore", RandomWeightsWarning)  # latency does not depend on the weights
         model, meta = load_network(args, args.model)
     spec = model.spec
-    contenders = [Contender("mnv3", spec.name, model, True)]
+    kind = network_kind(spec)
+    args.resolution = resolution = _pick_resolution(args, kind.value)
+    if kind is NetworkKind.DETECTOR and (args.per_layer or args.plot):
+        raise ValueError("--per-layer / --plot: the per-layer breakdown is for classifiers and segmenters")
+    contenders = [Contender("mnv3", spec.name, timed_module(model), True)]
     if args.compare:
-        from mnv3.deploy.peers import peer_model
-
         peer, call = peer_model(args.compare, model)
         contenders.append(Contender(args.compare, call, peer, False))
+        if params(peer) != params(model):
+            print(
+                f"mnv3 bench: note: {call} has {params(peer):,} parameters, {spec.name} {params(model):,}: "
+                f"torchvision's {kind.value} builder cannot express this variant exactly, so the ratios compare near neighbours",
+                file=sys.stderr,
+            )
     calib = None
     if args.calibration and "int8" in args.precision:
         from mnv3.deploy.calibration import calibration_images
@@ -121,7 +180,10 @@ def run(args: argparse.Namespace) -> int:
     machine = Machine.detect()
     load = load_average()
     text = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the records
-    print(f"machine: {machine.line()}; load average {load[0] if load else float('nan'):.2f}", file=text)
+    print(
+        f"machine: {machine.line()}; load average {load[0] if load else float('nan'):.2f}; input {resolution_text(resolution)}",
+        file=text,
+    )
     with tempfile.TemporaryDirectory(prefix="mnv3-bench-") as tmp:
         workdir = Path(args.workdir) if args.workdir else Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             precisions=args.precision,
             threads=args.threads,
             batches=args.batch_size,
-            resolution=args.resolution,
+            resolution=resolution,
             workdir=workdir,
             calibration=calib,
             artifacts=artifacts,
@@ -176,7 +238,7 @@ def _per_layer(args, model, workdir: Path, artifacts: dict, records, machine, te
     require(Format.ONNX)
     spec = model.spec
     threads = args.threads[0]
-    key = ("mnv3", spec.name, Format.ONNX, "fp32", args.resolution, 0, True)
+    key = ("mnv3", spec.name, Format.ONNX, "fp32", (args.resolution, args.resolution), 0, True)
     path = artifacts.get(key)
     if path is None:
         path = workdir / f"mnv3-{spec.name}-layers.onnx"

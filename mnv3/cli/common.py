@@ -17,6 +17,7 @@ from torch import nn
 
 from mnv3.models.registry import create_model
 from mnv3.spec.conventions import Preset
+from mnv3.spec.types import ModelSpec
 from mnv3.weights.io import WeightsMeta
 from mnv3.weights.resolve import load_model
 
@@ -24,6 +25,25 @@ WEIGHTS_HELP = (
     "named weights (mnv3.weights.list_weights()), an mnv3 .safetensors, a torchvision / timm / Keras checkpoint, "
     "a training run folder or a training checkpoint (.pt)"
 )
+
+
+TASK_ALIASES = {"classify": "classification", "detect": "detection", "segment": "segmentation"}
+
+
+def task_name(value: str) -> str:
+    """A registered task name (or its short alias: classify, detect, segment); the ``--task`` option's type."""
+    from mnv3.tasks import task_class
+
+    name = TASK_ALIASES.get(value, value)
+    task_class(name)  # an unknown name is a ValueError argparse reports
+    return name
+
+
+def spec_task(spec: ModelSpec) -> str:
+    """The task a network does, from its spec: detection with a detection head, segmentation with a segmentation head."""
+    if spec.detection is not None:
+        return "detection"
+    return "segmentation" if spec.segmentation is not None else "classification"
 
 
 class RandomWeightsWarning(UserWarning):
@@ -38,7 +58,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="library conventions (default: the weights', else paper / TF-slim)",
     )
-    p.add_argument("--num-classes", type=int, default=None, help="classifier size (default: the weights', else 1000; paper tables use 1001)")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="classifier size (default: the weights', else 1000; paper tables use 1001)"
+    )
     p.add_argument("--width", type=float, default=None, help="width multiplier override (0.35-1.25 in the paper)")
 
 
@@ -51,7 +73,9 @@ def deprecated_alias(old: str, new: str) -> type[argparse.Action]:
     """An argparse action for an old flag spelling: warns once on stderr, then stores into the new flag's dest."""
 
     class Alias(argparse.Action):
-        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None) -> None:
+        def __call__(
+            self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: str | None = None
+        ) -> None:
             print(f"mnv3: warning: {old} is deprecated; use {new}", file=sys.stderr)
             setattr(namespace, self.dest, values)
 
@@ -66,7 +90,9 @@ def build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kw
 
 
-def load_network(args: argparse.Namespace, model: str | None, *, warn_random: bool = True) -> tuple[nn.Module, WeightsMeta | None]:
+def load_network(
+    args: argparse.Namespace, model: str | None, *, warn_random: bool = True
+) -> tuple[nn.Module, WeightsMeta | None]:
     """(model in eval mode, weights metadata or None) from MODEL and / or ``--weights``; one path for every command."""
     weights = getattr(args, "weights", None)
     if weights is not None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from mnv3.cli.common import deprecated_alias
+from mnv3.cli.common import deprecated_alias, task_name
 from mnv3.spec.conventions import Preset
 
 # flag -> config field; every flag defaults to None so only the flags given override the recipe
@@ -41,9 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--set KEY=VALUE override any recipe field; the resolved config is saved as config.yaml in the run folder.",
     )
     p.add_argument(
-        "--recipe", help="packaged recipe name or YAML path (default: the task's: fashion-mnist, fashion-scenes for detection, fashion-scenes-lraspp for segmentation)"
+        "--recipe",
+        help="packaged recipe name or YAML path (default: the task's: fashion-mnist, fashion-scenes for detection, fashion-scenes-lraspp for segmentation)",
     )
-    p.add_argument("--task", type=_task_name, help="classification (default), detection (alias detect), segmentation (alias segment)")
+    p.add_argument(
+        "--task", type=task_name, help="classification (default), detection (alias detect), segmentation (alias segment)"
+    )
     p.add_argument("--model", help="registered model name (mnv3 models)")
     p.add_argument("--data", help="'fashion-mnist' or an ImageFolder root (train/ and val/ inside)")
     p.add_argument("--data-dir", help="folder with the Fashion-MNIST IDX files")
@@ -59,12 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--preset", choices=[x.value for x in Preset], help="model conventions (default: the --weights' preset, else paper)")
+    p.add_argument(
+        "--preset", choices=[x.value for x in Preset], help="model conventions (default: the --weights' preset, else paper)"
+    )
     p.add_argument("--weights", help="start from these weights (named entry or file); the classifier is resized")
     p.add_argument("--workers", type=int, help="data-loader worker processes")
     p.add_argument("--deterministic", action="store_true", default=None, help="deterministic kernels")
     p.add_argument("--qat", action="store_true", default=None, help="quantization-aware training (mnv3.deploy.quantize)")
-    p.add_argument("--strict", action="store_true", default=None, help="fail on unreadable dataset files instead of skipping them")
+    p.add_argument(
+        "--strict", action="store_true", default=None, help="fail on unreadable dataset files instead of skipping them"
+    )
     p.add_argument("--download", action="store_true", default=None, help="download Fashion-MNIST if it is not found")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     p.add_argument("--sync-bn", action="store_true", default=None, help="SyncBatchNorm under torchrun (CUDA)")
@@ -72,18 +79,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field (repeatable)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(func=run)
-
-
-TASK_ALIASES = {"classify": "classification", "detect": "detection", "segment": "segmentation"}
-
-
-def _task_name(value: str) -> str:
-    """A registered task name (or its short alias: classify, detect, segment)."""
-    from mnv3.tasks import task_class
-
-    name = TASK_ALIASES.get(value, value)
-    task_class(name)  # an unknown name is a ValueError argparse reports
-    return name
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Honest measurement on a shared machine (peer-latency note §7: runs differ by 14
 and up to 2x): every case is built first, warmed up, then timed in short chunks that alternate
 between the cases (order reversed every round), so mnv3 and its peer see the same machine state.
 Thread counts are pinned in every runtime. Each repeat yields one :class:`LatencyRecord` per case;
-ratios are formed within a repeat, then summarised across repeats.
+ratios are formed within a repeat, then summarised across repeats. A resolution is a side (square
+input) or (height, width) for dense tasks; every output of the graph is fetched (a detector has two).
 """
 
 from __future__ import annotations
@@ -27,6 +28,27 @@ from mnv3.deploy.runtimes import FILE_SUFFIX, RUNTIME_FORMAT, Runtime, runtime_v
 
 PRECISIONS = ("fp32", "int8")
 
+Resolution = int | tuple[int, int]
+
+
+def input_size(resolution: Resolution) -> tuple[int, int]:
+    """(height, width) of a resolution given as one side (square) or as (height, width)."""
+    h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
+    if h < 1 or w < 1:
+        raise ValueError(f"a resolution is positive, got {h}x{w}")
+    return int(h), int(w)
+
+
+def resolution_text(resolution: Resolution) -> str:
+    """``224`` for a square input, ``512x1024`` otherwise (file names, table headers)."""
+    h, w = input_size(resolution)
+    return str(h) if h == w else f"{h}x{w}"
+
+
+def fetch_all(predictor: Predictor) -> Callable[[Any], Any]:
+    """The call that runs a fed input and fetches every output (``run_outputs``: a raw detector has two), else ``run``."""
+    return getattr(predictor, "run_outputs", predictor.run)
+
 
 class Unsupported(ValueError):
     """A (runtime, precision) combination the harness does not measure, with the reason."""
@@ -42,7 +64,7 @@ class Case:
     precision: str
     threads: int
     batch: int
-    resolution: int
+    resolution: Resolution
     in_chans: int
     predictor: Predictor
     fed: Any
@@ -91,7 +113,7 @@ def build_case(
     precision: str,
     threads: int,
     batch: int,
-    resolution: int,
+    resolution: Resolution,
     workdir: Path,
     calibration: torch.Tensor | None = None,
     mnv3_flow: bool = True,
@@ -109,7 +131,8 @@ def build_case(
         raise ValueError(f"unknown precision {precision!r}; choose from {PRECISIONS}")
     spec = getattr(model, "spec", None)
     in_chans = spec.in_chans if spec is not None else 3
-    x = torch.randn(batch, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    size = input_size(resolution)
+    x = torch.randn(batch, in_chans, *size, generator=torch.Generator().manual_seed(0))
     t0 = time.perf_counter()
     artifact_bytes = None
     notes = ""
@@ -130,13 +153,13 @@ def build_case(
         fmt = RUNTIME_FORMAT[runtime]
         assert fmt is not None
         if precision == "int8" and calibration is None:
-            calibration = torch.randn(16, in_chans, resolution, resolution, generator=torch.Generator().manual_seed(2))
+            calibration = torch.randn(16, in_chans, *size, generator=torch.Generator().manual_seed(2))
             notes = "int8 calibrated on random inputs"
         batch_key = 0 if runtime is Runtime.ONNXRUNTIME else batch
-        key = (source, model_name, fmt, precision, resolution, batch_key, mnv3_flow)
+        key = (source, model_name, fmt, precision, size, batch_key, mnv3_flow)
         path = (artifacts or {}).get(key)
         if path is None:
-            path = Path(workdir) / f"{source}-{model_name}-{precision}-r{resolution}-b{batch_key}{FILE_SUFFIX[fmt]}"
+            path = Path(workdir) / f"{source}-{model_name}-{precision}-r{resolution_text(size)}-b{batch_key}{FILE_SUFFIX[fmt]}"
             example = x[:1] if runtime is Runtime.ONNXRUNTIME else x
             build_artifact(
                 model,
@@ -154,7 +177,7 @@ def build_case(
         predictor = load_predictor(fmt, path, threads)
     predictor.activate()
     fed = predictor.feed(x)
-    predictor.run(fed)
+    fetch_all(predictor)(fed)
     build_s = time.perf_counter() - t0
     return Case(
         source,
@@ -190,7 +213,7 @@ def build_cases(
     precisions: Sequence[str],
     threads: Sequence[int],
     batches: Sequence[int] = (1,),
-    resolution: int,
+    resolution: Resolution,
     workdir: Path,
     calibration: torch.Tensor | None = None,
     artifacts: dict[tuple, Path] | None = None,
@@ -237,7 +260,8 @@ def build_cases(
 
 
 def _time_calls(case: Case, n: int) -> list[float]:
-    run, fed = case.predictor.run, case.fed
+    """``n`` timed calls in milliseconds; every output is fetched (``run`` alone would give a detector's first)."""
+    run, fed = fetch_all(case.predictor), case.fed
     out = []
     for _ in range(n):
         t = time.perf_counter_ns()
@@ -265,7 +289,7 @@ def measure(
     for c in cases:
         c.predictor.activate()
         for _ in range(warmup):
-            c.predictor.run(c.fed)
+            fetch_all(c.predictor)(c.fed)
     for rep in range(repeats):
         times: dict[int, list[float]] = {i: [] for i in range(len(cases))}
         mem: dict[int, tuple[float | None, float | None]] = {}
@@ -278,7 +302,7 @@ def measure(
                 if n <= 0:
                     continue
                 c.predictor.activate()
-                c.predictor.run(c.fed)  # one untimed call: re-warm caches after the other cases
+                fetch_all(c.predictor)(c.fed)  # one untimed call: re-warm caches after the other cases
                 if i not in mem:
                     before = _status_mb("VmRSS")
                     ok = _reset_peak_rss()
@@ -291,6 +315,7 @@ def measure(
         for i, c in enumerate(cases):
             t = np.asarray(times[i])
             med = float(np.median(t))
+            height, width = input_size(c.resolution)
             c.samples.append(times[i])
             c.memory.append(mem[i])
             records.append(
@@ -302,7 +327,8 @@ def measure(
                     precision=c.precision,
                     threads=c.threads,
                     batch=c.batch,
-                    resolution=c.resolution,
+                    resolution=height,
+                    width=width if width != height else None,
                     in_chans=c.in_chans,
                     warmup=warmup,
                     runs=len(t),

@@ -52,3 +52,9 @@ class TorchPredictor(Predictor):
     def run(self, fed: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
             return self.module(fed).float().numpy()
+
+    def run_outputs(self, fed: torch.Tensor) -> list[np.ndarray]:
+        """Every output of a module returning a tensor or a tuple of them (a raw detector's two)."""
+        with torch.inference_mode():
+            out = self.module(fed)
+            return [t.float().numpy() for t in (out if isinstance(out, tuple | list) else (out,))]

@@ -130,6 +130,7 @@ class LatencyRecord:
     timestamp: str = field(default_factory=_now)
     notes: str = ""
     schema: str = SCHEMA
+    width: int | None = None  # the input's width where it is not square (``resolution`` is then its height)
 
     def key(self) -> tuple[str, str, str, str, int, int, int]:
         """What a latency lookup table indexes by (the machine is the table itself)."""

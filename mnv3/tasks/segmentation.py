@@ -23,7 +23,8 @@ from mnv3.tasks.figures import per_class_bars
 IGNORE_INDEX = 255
 
 
-def _logits(outputs: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+def segmentation_logits(outputs: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """A segmenter's logits (N, C, H, W): the output itself, or its ``out`` (torchvision's convention)."""
     return outputs["out"] if isinstance(outputs, Mapping) else outputs
 
 
@@ -32,7 +33,9 @@ def pixel_confusion(pred: torch.Tensor, target: torch.Tensor, num_classes: int, 
     keep = target != ignore_index
     t, p = target[keep].long(), pred[keep].long()
     if t.numel() and (int(t.max()) >= num_classes or int(t.min()) < 0):
-        raise ValueError(f"a mask holds label {int(t.max())} outside 0..{num_classes - 1} (and not the ignore label {ignore_index})")
+        raise ValueError(
+            f"a mask holds label {int(t.max())} outside 0..{num_classes - 1} (and not the ignore label {ignore_index})"
+        )
     return torch.bincount(t * num_classes + p, minlength=num_classes * num_classes).view(num_classes, num_classes)
 
 
@@ -99,7 +102,7 @@ class SegmentationMeter(Meter):
 
     def update(self, outputs: torch.Tensor | Mapping[str, torch.Tensor], targets: torch.Tensor) -> None:
         """Add logits (N, C, H, W) and masks (N, H, W) of class ids (``ignore_index`` for unlabelled pixels)."""
-        pred = _logits(outputs).argmax(1)
+        pred = segmentation_logits(outputs).argmax(1)
         if pred.shape != targets.shape:
             raise ValueError(f"predictions {tuple(pred.shape)} and masks {tuple(targets.shape)} differ in size")
         self.cm += pixel_confusion(pred.cpu(), targets.cpu(), len(self.classes), self.ignore_index)
@@ -132,13 +135,20 @@ class SegmentationTask(Task):
         """From a training configuration's ``label_smoothing``; its model must be a segmenter (a segmentation head spec)."""
         from mnv3.models.registry import is_spec_file, resolve_spec
 
-        if (resolve_spec(cfg.model) if is_spec_file(cfg.model) else resolve_spec(cfg.model, preset=cfg.preset or "paper")).segmentation is None:
+        if (
+            resolve_spec(cfg.model) if is_spec_file(cfg.model) else resolve_spec(cfg.model, preset=cfg.preset or "paper")
+        ).segmentation is None:
             raise ValueError(f"{cfg.model} is not a segmenter; pick one of the lraspp_* / raspp_* models (mnv3 models)")
         return cls(classes, label_smoothing=cfg.label_smoothing)
 
     def loss(self, outputs: torch.Tensor | Mapping[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         """Per-pixel cross-entropy, averaged over labelled pixels."""
-        return F.cross_entropy(_logits(outputs).float(), targets.long(), ignore_index=self.ignore_index, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            segmentation_logits(outputs).float(),
+            targets.long(),
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
 
     def meter(self) -> SegmentationMeter:
         """A pixel-confusion accumulator."""
@@ -153,4 +163,8 @@ class SegmentationTask(Task):
         """The per-class IoU as a bar chart, ``iou_per_class<suffix>.png``."""
         assert isinstance(ev, SegmentationEvalResult)
         ious = [0.0 if math.isnan(v) else 100 * v for v in ev.iou]
-        return [per_class_bars(self.classes, ious, "IoU (%)", f"{title}: {self.summary(ev)}", Path(out_dir) / f"iou_per_class{suffix}.png")]
+        return [
+            per_class_bars(
+                self.classes, ious, "IoU (%)", f"{title}: {self.summary(ev)}", Path(out_dir) / f"iou_per_class{suffix}.png"
+            )
+        ]

@@ -32,6 +32,7 @@ class WeightsMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     source: str = ""
+    palette: list[list[int]] = field(default_factory=list)  # segmenters: an (R, G, B) colour per class for drawings
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -46,6 +47,7 @@ class WeightsMeta:
             metrics=dict(d.get("metrics", {})),
             recipe=dict(d.get("recipe", {})),
             source=str(d.get("source", "")),
+            palette=[[int(c) for c in rgb] for rgb in d.get("palette", [])],
         )
 
 
