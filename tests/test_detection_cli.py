@@ -225,8 +225,8 @@ def test_export_onnx_raw_outputs_match_pytorch(setup: dict[str, Path], tmp_path:
     assert raw["cls_logits"].abs().max() > 1  # not a trivially near-zero network (its box codes are zero by design)
 
 
-def test_export_detector_other_formats_are_one_clear_line(setup: dict[str, Path], tmp_path: Path, capsys):
+def test_export_detector_refuses_fashion_mnist_calibration_in_one_line(setup: dict[str, Path], tmp_path: Path, capsys):
     argv = ["export", "--weights", str(setup["weights"]), "--format", "onnx", "-o", str(tmp_path / "d.onnx"), "--int8", "--calibration", "fashion-mnist"]
     line = _one_error_line(argv, capsys)
-    assert "--int8" in line and "onnx fp32 only" in line
+    assert "fashion-mnist" in line and "--calibration fashion-scenes" in line
     assert list(tmp_path.iterdir()) == []

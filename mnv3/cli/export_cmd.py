@@ -1,4 +1,4 @@
-"""``mnv3 export``: a checked, verified ONNX / ExecuTorch / LiteRT file, fp32 or int8; a detector to ONNX fp32 (raw outputs)."""
+"""``mnv3 export``: a checked, verified ONNX / ExecuTorch / LiteRT file, fp32 or int8, of a classifier, detector or segmenter."""
 
 from __future__ import annotations
 
@@ -20,25 +20,47 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Fold BN, export, check the graph (hard-swish whole, nothing decomposed, one XNNPACK delegate), optionally "
             "quantize to int8 (per-channel weights), then run the file in its runtime against PyTorch. The output file "
-            "is written only when every step passed. A detector (ssdlite_*) exports to ONNX fp32 only: the graph returns its raw "
-            "bbox_regression and cls_logits, the anchors go beside it (<name>.anchors.npy), decoding and NMS run outside."
+            "is written only when every step passed. A detector (ssdlite_*) exports its raw bbox_regression (N, A, 4) and "
+            "cls_logits (N, A, C) to every format, checked on both (max abs diff; int8: per-anchor class agreement); the "
+            "anchors go beside it (<name>.anchors.npy), decoding and NMS run outside the graph. A segmenter (lraspp_*) "
+            "exports logits (N, C, H, W) at the input size, upsampling inside the graph, checked by max abs diff and "
+            "per-pixel argmax agreement. Dense int8 calibrates on --calibration fashion-scenes or a folder of images. "
+            "Metadata (classes, preprocessing, box coder) is in the ONNX file, else beside it (<name>.metadata.json)."
         ),
     )
-    p.add_argument("model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights")
+    p.add_argument(
+        "model", nargs="?", default=None, help="registered name (see `mnv3 models`) or a spec file; optional with --weights"
+    )
     add_weights_option(p, note="; random init without")
     p.add_argument("--format", required=True, choices=["onnx", "executorch", "litert"], help="output format / runtime")
     p.add_argument("-o", "--output", required=True, help="output file (.onnx / .pte / .tflite)")
-    p.add_argument("--resolution", type=int, default=None, help="input size (default: the weights' crop, else 224; detectors 320)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="input size (default: the weights' crop, else 224; detectors and segmenters 320)",
+    )
     p.add_argument("--int8", action="store_true", help="post-training int8 quantization (needs --calibration)")
-    p.add_argument("--calibration", default=None, help="calibration images: a folder (searched recursively) or 'fashion-mnist'")
+    p.add_argument(
+        "--calibration",
+        default=None,
+        help="calibration images: a folder (searched recursively), 'fashion-mnist' (classifiers) or 'fashion-scenes' (its test images)",
+    )
     p.add_argument("--calibration-images", type=int, default=128, help="how many calibration images (default 128)")
     p.add_argument(
         "--eval-data", default=None, help="labelled set for accuracy before/after: ImageFolder-layout folder or 'fashion-mnist'"
     )
-    p.add_argument("--eval-images", type=int, default=None, help="evaluate this many images, spread over the whole set (every class)")
+    p.add_argument(
+        "--eval-images", type=int, default=None, help="evaluate this many images, spread over the whole set (every class)"
+    )
     p.add_argument("--data-dir", default=None, help="where the Fashion-MNIST IDX files are (default: Debian's / the cache)")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="fp32: largest allowed max-abs logit difference (default 1e-4)")
-    p.add_argument("--min-agreement", type=float, default=None, help="int8: fail below this top-1 agreement with fp32 (0-1)")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="fp32: largest allowed max-abs output difference (default 1e-4)")
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=None,
+        help="int8: fail below this agreement with fp32 (0-1): top-1, per-anchor class (detectors), per-pixel argmax (segmenters)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -63,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"mnv3 export: warning: {w.message}", file=sys.stderr)
     spec = model.spec
-    if spec.detection is not None:
-        return _export_detector(args, model, meta)
+    if spec.detection is not None or spec.segmentation is not None:
+        return _export_dense(args, model, meta)
     resolution = args.resolution or (meta.preprocessing.crop if meta is not None else 224)
     pp = preprocessing_for(meta, resolution, spec.in_chans)
     calib = calibration_images(args.calibration, pp, spec.in_chans, args.calibration_images, args.data_dir) if args.int8 else None
@@ -72,35 +94,60 @@ def run(args: argparse.Namespace) -> int:
     eval_set = (
         labelled_set(args.eval_data, pp, spec.in_chans, args.eval_images, args.data_dir, categories) if args.eval_data else None
     )
-    report = export_model(
-        model,
-        args.output,
-        args.format,
-        resolution=resolution,
-        int8=args.int8,
-        calibration=calib,
-        eval_set=eval_set,
-        tolerance=args.tolerance,
-        min_agreement=args.min_agreement,
-    )
+    return _report(args, export_model(model, args.output, args.format, eval_set=eval_set, **_options(args, resolution, calib)))
+
+
+def _options(args: argparse.Namespace, resolution: int, calib: Any) -> dict[str, Any]:
+    """The export options every task shares, from the command line."""
+    return {
+        "resolution": resolution,
+        "int8": args.int8,
+        "calibration": calib,
+        "tolerance": args.tolerance,
+        "min_agreement": args.min_agreement,
+    }
+
+
+def _report(args: argparse.Namespace, report: Any) -> int:
+    """Print what was written and checked (JSON with --json); exit 0."""
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
     return 0
 
 
-def _export_detector(args: argparse.Namespace, model: Any, meta: WeightsMeta | None) -> int:
-    """ONNX fp32 of a detector's raw outputs with its anchors beside it, checked against PyTorch."""
+def _export_dense(args: argparse.Namespace, model: Any, meta: WeightsMeta | None) -> int:
+    """A detector's raw outputs (anchors beside) or a segmenter's full-size logits, any format, fp32 or int8."""
+    from mnv3.deploy.calibration import FASHION_MNIST, FASHION_SCENES, calibration_images
     from mnv3.deploy.detection import export_detector
+    from mnv3.deploy.loading import preprocessing_for
+    from mnv3.deploy.segmentation import export_segmenter
     from mnv3.train.eval_job import detector_classes
 
-    given = [f for f, v in (("--calibration", args.calibration), ("--eval-data", args.eval_data), ("--min-agreement", args.min_agreement)) if v is not None]
-    if args.format != "onnx" or args.int8 or given:
-        asked = ", ".join([f"--format {args.format}"] * (args.format != "onnx") + ["--int8"] * args.int8 + given)
-        raise ValueError(f"{asked}: a detector exports to --format onnx fp32 only (raw boxes and scores; decoding and NMS outside the graph)")
-    det = model.spec.detection
-    resolution = args.resolution or (meta.preprocessing.crop if meta is not None else det.image_size[0])
-    extra: dict[str, Any] = {"categories": detector_classes(model.spec, meta)}
+    spec = model.spec
+    task = "detector" if spec.detection is not None else "segmenter"
+    given = [f for f, v in (("--eval-data", args.eval_data), ("--eval-images", args.eval_images)) if v is not None]
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: top-1 accuracy is for classifiers; a {task} export is checked against PyTorch on its raw outputs"
+        )
+    if args.calibration == FASHION_MNIST:
+        raise ValueError(
+            f"--calibration {FASHION_MNIST}: a {task} calibrates on scenes; use --calibration {FASHION_SCENES} or a folder of images"
+        )
+    default = (
+        meta.preprocessing.crop if meta is not None else (spec.detection.image_size[0] if spec.detection is not None else 320)
+    )
+    resolution = args.resolution or default
+    pp = dataclasses.replace(
+        preprocessing_for(meta, resolution, spec.in_chans), resize=resolution
+    )  # dense eval resizes to the square
+    calib = calibration_images(args.calibration, pp, spec.in_chans, args.calibration_images, args.data_dir) if args.int8 else None
+    if spec.detection is not None:
+        classes = detector_classes(spec, meta)
+    else:
+        names = list(meta.categories) if meta is not None else []
+        classes = names if len(names) == spec.num_classes else [f"class {i}" for i in range(spec.num_classes)]
+    extra: dict[str, Any] = {"categories": classes}
     if meta is not None:
         extra["preprocessing"] = dataclasses.asdict(meta.preprocessing)
-    report = export_detector(model, args.output, resolution=resolution, tolerance=args.tolerance, metadata=extra)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report.summary())
-    return 0
+    export = export_detector if spec.detection is not None else export_segmenter
+    return _report(args, export(model, args.output, args.format, metadata=extra, **_options(args, resolution, calib)))

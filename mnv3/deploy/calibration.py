@@ -2,7 +2,9 @@
 
 Images go through the weights' own preprocessing (:func:`mnv3.data.transforms.eval_transform`), so
 int8 ranges are calibrated on what the network sees in use. ``fashion-mnist`` names the dataset
-``mnv3 train`` uses (its train split calibrates, its test split evaluates).
+``mnv3 train`` uses (its train split calibrates, its test split evaluates); ``fashion-scenes`` the
+detection / segmentation set's test images (the cached default set when training made one, else
+just the scenes needed, generated once into the cache: scene ``i`` is the same image in both).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mnv3.data.transforms import eval_transform, input_channels
 from mnv3.utils.preprocessing import Preprocessing
 
 FASHION_MNIST = fm.NAME
+FASHION_SCENES = "fashion-scenes"
 
 
 @dataclass
@@ -41,18 +44,30 @@ def _image_files(root: Path) -> list[Path]:
     )
 
 
+def fashion_scenes_test_images(limit: int, data_dir: str | None = None) -> Path:
+    """The folder of Fashion scenes test images (seed 0): the default cached set's if present, else ``limit`` scenes generated once."""
+    from mnv3.data.detection.scenes import ensure_fashion_scenes, fashion_scenes_dir, read_manifest
+
+    default = fashion_scenes_dir()
+    if read_manifest(default) is not None and (default / "test" / "images").is_dir():
+        return default / "test" / "images"
+    return ensure_fashion_scenes(train=0, test=limit, seed=0, data_dir=data_dir, progress=False) / "test" / "images"
+
+
 def calibration_images(
     source: str | Path, pp: Preprocessing, in_chans: int, limit: int = 128, data_dir: str | None = None
 ) -> torch.Tensor:
-    """Up to ``limit`` preprocessed calibration images (N, C, H, W) from a folder (searched recursively) or Fashion-MNIST."""
+    """Up to ``limit`` preprocessed calibration images (N, C, H, W): a folder (searched recursively), Fashion-MNIST or Fashion scenes."""
     if limit < 1:
         raise ValueError(f"the number of calibration images must be >= 1, got {limit}")
     _check_channels(pp, in_chans)
     if str(source) == FASHION_MNIST:
         return eval_set(FASHION_MNIST, pp, split="train", limit=limit, data_dir=data_dir).tensors()[0]
-    root = Path(source)
+    root = fashion_scenes_test_images(limit, data_dir) if str(source) == FASHION_SCENES else Path(source)
     if not root.is_dir():
-        raise FileNotFoundError(f"calibration folder {str(root)!r} does not exist (give a folder of images or {FASHION_MNIST!r})")
+        raise FileNotFoundError(
+            f"calibration folder {str(root)!r} does not exist (give a folder of images, {FASHION_MNIST!r} or {FASHION_SCENES!r})"
+        )
     files = _image_files(root)
     if not files:
         raise ValueError(f"calibration folder {root} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)} recursively)")

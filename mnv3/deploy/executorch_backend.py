@@ -86,3 +86,6 @@ class ExecuTorchPredictor(Predictor):
 
     def run(self, fed: tuple[torch.Tensor]) -> np.ndarray:
         return self.method.execute(fed)[0].numpy()
+
+    def run_outputs(self, fed: tuple[torch.Tensor]) -> list[np.ndarray]:
+        return [t.numpy() for t in self.method.execute(fed)]

@@ -3,15 +3,20 @@
 ``export_model``: fold BN (and the SE gates where the runtime lacks hard-sigmoid), export, check
 the graph (:mod:`mnv3.deploy.graph_check`), optionally quantize to int8, then run the file in its
 runtime against PyTorch on sample inputs. The file appears at ``out`` only when every step
-passed (temporary path, rename at the end); a failure leaves nothing behind.
+passed (temporary path, rename at the end); a failure leaves nothing behind. The dense tasks
+(:mod:`mnv3.deploy.detection`, :mod:`mnv3.deploy.segmentation`) go through the same path with
+their own :class:`Outputs` (several outputs, class agreement per anchor / pixel), files beside the
+model (a detector's anchors) and metadata.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +33,19 @@ from mnv3.deploy.runtimes import FILE_SUFFIX, Format, require
 FP32_TOLERANCE = 1e-4
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """What an exported graph returns and how parity is judged: the output names, which one holds class scores, on which axis."""
+
+    names: tuple[str, ...] = ("logits",)
+    class_output: int = 0
+    class_axis: int = 1
+    agreement: str = "top-1"  # how reports name the class agreement ("per-anchor class", "per-pixel argmax")
+
+
+CLASSIFIER = Outputs()
+
+
 @dataclass
 class ParityReport:
     """How the exported file's logits compare with PyTorch's on the same inputs."""
@@ -36,6 +54,7 @@ class ParityReport:
     max_abs: float
     ref_max_abs: float
     top1_agreement: float
+    agreement_of: str = "top-1"
     eval_name: str | None = None
     accuracy_torch: float | None = None
     accuracy_export: float | None = None
@@ -50,7 +69,7 @@ class ParityReport:
     def summary(self) -> str:
         lines = [
             f"vs PyTorch on {self.samples} inputs: max abs diff {self.max_abs:.3g} (logits up to {self.ref_max_abs:.3g}), "
-            f"top-1 agreement {100 * self.top1_agreement:.1f} %"
+            f"{self.agreement_of} agreement {100 * self.top1_agreement:.1f} %"
         ]
         if self.accuracy_torch is not None and self.accuracy_export is not None:
             lines.append(
@@ -119,12 +138,14 @@ def build_artifact(
     calibration: torch.Tensor | None = None,
     mnv3_flow: bool = True,
     workdir: Path | None = None,
+    output_names: tuple[str, ...] = CLASSIFIER.names,
 ) -> GraphReport | None:
     """Write ``model`` as ``fmt`` to ``path`` (no verification) and return the graph check.
 
     ``mnv3_flow`` applies mnv3's export rewrites and checks (BN and SE-gate folding, NHWC LiteRT
     input, no ``quant_pre_process``); ``False`` is the runtime's documented default flow, which
-    ``mnv3 bench --compare`` uses for the peer model. ``model`` must be in eval mode.
+    ``mnv3 bench --compare`` uses for the peer model. ``model`` must be in eval mode and may return a
+    tuple of tensors (``output_names`` names them in ONNX; the other formats keep their order).
     """
     fmt = Format(fmt)
     require(fmt)
@@ -137,13 +158,13 @@ def build_artifact(
 
         ready = export_ready(model) if mnv3_flow else model
         if not int8:
-            export_onnx(ready, example, path)
+            export_onnx(ready, example, path, output_names=output_names)
             return check_onnx_file(path, expected) if expected else None
         from mnv3.deploy.quantize import quantize_onnx_static
 
         with tempfile.TemporaryDirectory(dir=work, prefix=".mnv3-onnx-") as tmp:
             fp32 = Path(tmp) / "fp32.onnx"
-            export_onnx(ready, example, fp32)
+            export_onnx(ready, example, fp32, output_names=output_names)
             assert calibration is not None
             quantize_onnx_static(fp32, path, calibration, pre_process=not mnv3_flow)
         return check_onnx_file(path, expected) if expected else None
@@ -195,16 +216,24 @@ def compare(
     samples: torch.Tensor,
     eval_set: LabelledSet | None = None,
     batch: int = 1,
+    outputs: Outputs = CLASSIFIER,
 ) -> ParityReport:
-    """Logit difference and top-1 agreement on ``samples``; accuracies of both on ``eval_set`` if given."""
+    """Largest difference over every output and class agreement on ``samples``; accuracies of both on ``eval_set`` if given."""
     model.eval()
-    ref = model(samples).float().numpy()
-    got = predictor.predict_batches(samples, batch)
+    out = model(samples)
+    ref = [t.float().numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+    got = predictor.predict_outputs(samples, batch)
+    if len(got) != len(ref) or any(r.shape != g.shape for r, g in zip(ref, got, strict=False)):
+        raise ValueError(
+            f"the exported graph returns shapes {[g.shape for g in got]}, PyTorch {[r.shape for r in ref]} ({', '.join(outputs.names)})"
+        )
+    c, axis = outputs.class_output, outputs.class_axis
     report = ParityReport(
         samples=len(samples),
-        max_abs=float(np.abs(ref - got).max()),
-        ref_max_abs=float(np.abs(ref).max()),
-        top1_agreement=float((ref.argmax(1) == got.argmax(1)).mean()),
+        max_abs=max(float(np.abs(r - g).max()) for r, g in zip(ref, got, strict=True)),
+        ref_max_abs=max(float(np.abs(r).max()) for r in ref),
+        top1_agreement=float((ref[c].argmax(axis) == got[c].argmax(axis)).mean()),
+        agreement_of=outputs.agreement,
     )
     if eval_set is not None:
         labels = eval_set.labels.numpy()
@@ -234,6 +263,20 @@ def checked_output(out: str | Path, fmt: Format) -> Path:
     return out
 
 
+def metadata_path(out: str | Path) -> Path:
+    """Where a .pte / .tflite export's metadata goes (ONNX keeps it inside): ``model.pte`` -> ``model.metadata.json``."""
+    return Path(out).with_suffix(".metadata.json")
+
+
+def set_onnx_metadata(path: Path, props: Mapping[str, str]) -> None:
+    """Write ``props`` into the ONNX file's metadata_props, in place."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, dict(props))
+    onnx.save(proto, str(path))
+
+
 def export_model(
     model: nn.Module,
     out: str | Path,
@@ -248,12 +291,18 @@ def export_model(
     min_agreement: float | None = None,
     verify: bool = True,
     check_graph: bool = True,
+    outputs: Outputs = CLASSIFIER,
+    beside: Mapping[str, bytes] | None = None,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportReport:
     """Export, check and verify; write ``out`` atomically. Raises ValueError with the reason on any failure.
 
-    fp32 exports must match PyTorch within ``tolerance`` (max abs logit difference); int8 exports
-    report top-1 agreement (and fail below ``min_agreement`` when given) and the accuracy of both
-    on ``eval_set``. ``samples`` default to the calibration images, else 8 random inputs.
+    fp32 exports must match PyTorch within ``tolerance`` (max abs difference over every output);
+    int8 exports report the class agreement of ``outputs`` (and fail below ``min_agreement`` when
+    given) and the accuracy of both on ``eval_set``. ``samples`` default to the calibration images,
+    else 8 random inputs. ``beside`` (file name -> bytes) is written next to ``out`` and
+    ``metadata`` into the ONNX file (else ``<name>.metadata.json`` beside it), with the same atomicity:
+    the extra files are renamed into place first, so a model file always has them.
     """
     fmt = Format(fmt)
     require(fmt)
@@ -272,9 +321,18 @@ def export_model(
     tmp = tmp_dir / out.name
     t0 = time.perf_counter()
     try:
-        graph = build_artifact(model, fmt, tmp, example, int8=int8, calibration=calibration, workdir=tmp_dir)
+        graph = build_artifact(
+            model, fmt, tmp, example, int8=int8, calibration=calibration, workdir=tmp_dir, output_names=outputs.names
+        )
         if check_graph and graph is not None:
             graph.raise_if_failed()
+        extra = dict(beside or {})
+        if metadata is not None and fmt is Format.ONNX:
+            set_onnx_metadata(tmp, metadata)
+        elif metadata is not None:
+            extra[metadata_path(out).name] = (json.dumps(dict(metadata), indent=2) + "\n").encode()
+        for name, data in extra.items():
+            (tmp_dir / name).write_bytes(data)
         export_s = time.perf_counter() - t0
         parity = None
         if verify:
@@ -285,7 +343,7 @@ def export_model(
                     else torch.randn(8, in_chans, res, res, generator=torch.Generator().manual_seed(1))
                 )
             predictor = load_predictor(fmt, tmp, threads=max(1, min(2, os.cpu_count() or 1)))
-            parity = compare(model, predictor, samples, eval_set)
+            parity = compare(model, predictor, samples, eval_set, outputs=outputs)
             del predictor
             if not int8 and parity.max_abs > tolerance:
                 raise ValueError(
@@ -293,9 +351,11 @@ def export_model(
                 )
             if int8 and min_agreement is not None and parity.top1_agreement < min_agreement:
                 raise ValueError(
-                    f"the int8 {fmt.value} model agrees with fp32 PyTorch on top-1 for {100 * parity.top1_agreement:.1f} % of inputs "
+                    f"the int8 {fmt.value} model agrees with fp32 PyTorch on {outputs.agreement} for {100 * parity.top1_agreement:.1f} % "
                     f"(< {100 * min_agreement:.1f} %); nothing written"
                 )
+        for name in extra:  # the files beside it first: a model file always has its anchors / metadata
+            os.replace(tmp_dir / name, out.parent / name)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

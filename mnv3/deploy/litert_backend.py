@@ -11,6 +11,7 @@ XNNPACK delegate does not take: the network falls apart into partitions).
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,12 @@ def check_litert_file(path: str | Path, expected: ExpectedOps) -> GraphReport:
     return check_litert(op_names(path), expected)
 
 
+def _output_position(name: str) -> tuple[int, str]:
+    """Sort key of a LiteRT output: the ``output_<k>`` number litert-torch gives it (module order), then the name."""
+    m = re.search(r"output_(\d+)", name)
+    return (int(m.group(1)) if m else 1 << 30, name)
+
+
 class LiteRTPredictor(Predictor):
     """The LiteRT interpreter (XNNPACK delegate on by default) on one .tflite file; NHWC or NCHW input."""
 
@@ -84,9 +91,12 @@ class LiteRTPredictor(Predictor):
         self.input_shape = tuple(int(s) for s in inp["shape"])
         self.input_dtype = inp["dtype"]
         self.input_quant = inp.get("quantization", (0.0, 0))
-        out = self.interpreter.get_output_details()[0]
-        self.output_index = out["index"]
-        self.output_quant = out.get("quantization", (0.0, 0)) if np.issubdtype(out["dtype"], np.integer) else (0.0, 0)
+        # litert-torch names the outputs ``..._output_<k>_...`` in the module's order; the flatbuffer's own order may differ
+        outs = sorted(self.interpreter.get_output_details(), key=lambda d: _output_position(d["name"]))
+        self.outputs = [
+            (d["index"], d.get("quantization", (0.0, 0)) if np.issubdtype(d["dtype"], np.integer) else (0.0, 0)) for d in outs
+        ]
+        self.output_index, self.output_quant = self.outputs[0]
 
     def feed(self, x: torch.Tensor) -> np.ndarray:
         x = x.detach().float()
@@ -101,9 +111,18 @@ class LiteRTPredictor(Predictor):
             a = np.clip(np.round(a / scale) + zero, info.min, info.max)
         return np.ascontiguousarray(a.astype(self.input_dtype))
 
+    def _output(self, index: int, quant: tuple[float, int]) -> np.ndarray:
+        """One output tensor after ``invoke``, dequantized when the file returns integers."""
+        y = self.interpreter.get_tensor(index)
+        scale, zero = quant
+        return (y.astype(np.float32) - zero) * scale if scale else y.copy()
+
     def run(self, fed: np.ndarray) -> np.ndarray:
         self.interpreter.set_tensor(self.input_index, fed)
         self.interpreter.invoke()
-        y = self.interpreter.get_tensor(self.output_index)
-        scale, zero = self.output_quant
-        return (y.astype(np.float32) - zero) * scale if scale else y.copy()
+        return self._output(self.output_index, self.output_quant)
+
+    def run_outputs(self, fed: np.ndarray) -> list[np.ndarray]:
+        self.interpreter.set_tensor(self.input_index, fed)
+        self.interpreter.invoke()
+        return [self._output(i, q) for i, q in self.outputs]

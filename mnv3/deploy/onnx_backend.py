@@ -91,3 +91,6 @@ class OrtPredictor(Predictor):
 
     def run(self, fed: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: fed})[0]
+
+    def run_outputs(self, fed: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: fed})

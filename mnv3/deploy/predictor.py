@@ -27,6 +27,10 @@ class Predictor:
     def run(self, fed: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def run_outputs(self, fed: Any) -> list[np.ndarray]:
+        """Every output of the graph in its order (a detector has two); single-output runtimes give ``[run(fed)]``."""
+        return [self.run(fed)]
+
     def __call__(self, x: torch.Tensor) -> np.ndarray:
         return self.run(self.feed(x))
 
@@ -34,6 +38,11 @@ class Predictor:
         """Logits for many images, ``batch`` at a time (static-shape runtimes take batch 1 only)."""
         outs = [self(images[i : i + batch]) for i in range(0, len(images), batch)]
         return np.concatenate(outs, axis=0)
+
+    def predict_outputs(self, images: torch.Tensor, batch: int = 1) -> list[np.ndarray]:
+        """Every output for many images, ``batch`` at a time, each concatenated along the batch."""
+        parts = [self.run_outputs(self.feed(images[i : i + batch])) for i in range(0, len(images), batch)]
+        return [np.concatenate(p, axis=0) for p in zip(*parts, strict=True)]
 
 
 class TorchPredictor(Predictor):

@@ -20,6 +20,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mnv3.blocks.inverted_residual import InvertedResidual
 from mnv3.blocks.layers import ConvBnAct, SqueezeExcite
+from mnv3.models.lraspp import LRASPPHead
 
 
 @torch.no_grad()
@@ -71,7 +72,10 @@ class ExpectedOps:
 
     ``hardswish`` and ``hardsigmoid`` are the paper's h-swish / h-sigmoid layers (§5.2), which the
     exported graph must keep whole; ``residual_adds`` is the only legitimate elementwise add;
-    ``relu6`` counts SSDLite's ReLU6 layers (§6.3; none in a classifier), the only legitimate clamps.
+    ``relu6`` counts SSDLite's ReLU6 layers (§6.3; none in a classifier), the only legitimate clamps;
+    ``sigmoids``, ``head_adds`` and ``head_muls`` are LR-ASPP's gate, skip sum and gating product (§6.4,
+    Figure 10). ``litert_partitions``: LiteRT's XNNPACK delegate takes LR-ASPP's 1/8 skip branch as a
+    second subgraph (every op still delegated), so a segmenter may show two.
     """
 
     convs: int
@@ -82,10 +86,15 @@ class ExpectedOps:
     residual_adds: int
     linears: int
     relu6: int = 0
+    sigmoids: int = 0
+    head_adds: int = 0
+    head_muls: int = 0
+    litert_partitions: int = 1
 
     @classmethod
     def of(cls, model: nn.Module) -> ExpectedOps:
         mods = list(model.modules())
+        lraspp = sum(isinstance(m, LRASPPHead) for m in mods)
         return cls(
             convs=sum(isinstance(m, nn.Conv2d) for m in mods),
             hardswish=sum(isinstance(m, nn.Hardswish) for m in mods),
@@ -95,4 +104,8 @@ class ExpectedOps:
             residual_adds=sum(isinstance(m, InvertedResidual) and m.use_residual for m in mods),
             linears=sum(isinstance(m, nn.Linear) for m in mods),
             relu6=sum(isinstance(m, nn.ReLU6) for m in mods),
+            sigmoids=sum(isinstance(m, nn.Sigmoid) for m in mods),
+            head_adds=lraspp,
+            head_muls=lraspp,
+            litert_partitions=2 if lraspp else 1,
         )
