@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     n.add_argument("--target", required=True, help="latency to reach: a fraction of the seed's prediction (0.75x) or milliseconds (12ms)")
     n.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder (state, spec, weights, history, figure)")
     n.add_argument("--steps", type=int, default=3, metavar="T", help="fine-tuning steps per proposal (default 3; the paper uses 10000)")
+    n.add_argument("--bn-batches", type=int, default=0, help="recompute BN statistics over this many training batches before scoring (default 0: off)")
     n.add_argument("--final-steps", type=int, default=0, help="fine-tune the adapted network this many steps at the end (default 0; the paper retrains from scratch)")
     n.add_argument("--delta", type=float, default=0.01, help="latency each proposal must save, as a fraction of the seed's (default 0.01, §4.2)")
     n.add_argument("--delta-decay", type=float, default=1.0, help="delta is multiplied by this every iteration (NetAdapt's schedule; default 1.0)")
@@ -134,6 +135,7 @@ def run_netadapt(args: argparse.Namespace) -> int:
     settings = NetAdaptSettings(
         target=args.target, resolution=res, delta=args.delta, delta_decay=args.delta_decay, steps=args.steps, final_steps=args.final_steps,
         criterion=args.criterion, step=args.step, min_width=args.min_width, max_iterations=args.max_iterations, blocks=args.blocks,
+        bn_batches=args.bn_batches,
     )  # fmt: skip
     if args.executor != "ray" and args.ray_address is not None:
         raise ValueError("--ray-address applies to --executor ray")
@@ -182,6 +184,7 @@ def _register_nas(ssub: argparse._SubParsersAction) -> None:
     n.add_argument("--w", type=float, default=None, help="the reward's exponent (<= 0; default -0.07 for Large / MnasNet seeds, -0.15 for Small, §4.1)")
     n.add_argument("--samples", type=int, default=100, metavar="N", help="networks to sample and score (default 100)")
     n.add_argument("--proxy-steps", type=int, default=50, metavar="S", help="proxy training steps per sample, from scratch (default 50)")
+    n.add_argument("--bn-batches", type=int, default=20, help="recompute BN statistics over this many training batches before scoring (default 20; 0: off)")
     n.add_argument("--strategy", choices=["controller", "random", "evolution"], default="controller", help="LSTM controller with REINFORCE (default), random search or regularized evolution")
     n.add_argument("--batch", type=int, default=1, help="samples per strategy step, scored together by the executor (default 1)")
     n.add_argument("--population", type=int, default=16, help="evolution: population size P (default 16)")
@@ -247,7 +250,7 @@ def run_nas(args: argparse.Namespace) -> int:
             settings = NASSettings(
                 target=args.target_latency, w=default_w(seed) if args.w is None else args.w, samples=args.samples, proxy_steps=args.proxy_steps,
                 strategy=args.strategy, resolution=res, space=args.space, batch=args.batch, population=args.population,
-                tournament=args.tournament, seed=args.seed, controller=controller,
+                tournament=args.tournament, seed=args.seed, bn_batches=args.bn_batches, controller=controller,
             )  # fmt: skip
             measurer = Measurer(runtime, threads, TimingPlan(runs=args.lut_runs, repeats=args.lut_repeats))
             search = NAS(seed, cfg, table, settings, args.output, options=options, measurer=measurer, log=log, progress=not args.quiet)

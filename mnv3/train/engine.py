@@ -215,8 +215,8 @@ def _run_dir(cfg: TrainConfig, data_name: str) -> Path:
     return run
 
 
-class _Log:
-    """Prints on rank 0 only (through tqdm.write while a bar is open)."""
+class RunLog:
+    """The run's log: printed on rank 0 only (through tqdm.write while a bar is open); ``RunLog(False)`` is silent."""
 
     def __init__(self, enabled: bool, sink: Callable[[str], None] | None = None) -> None:
         self.enabled = enabled
@@ -249,7 +249,7 @@ def train(
     if cfg.qat and hooks.prepare_model is None:
         raise ValueError("qat needs a prepare_model hook (mnv3.deploy.quantize.qat_hooks()); `mnv3 train --qat` passes it")
     try:
-        result = Trainer(cfg, info, device, _Log(info.is_main, log), hooks, model, resume).run()
+        result = Trainer(cfg, info, device, RunLog(info.is_main, log), hooks, model, resume).run()
     finally:
         shutdown()
     result.wall_s = time.perf_counter() - t_start
@@ -260,7 +260,7 @@ class Trainer:
     """One run: its data, task, network, optimizer, EMA and state, and the phases it goes through."""
 
     def __init__(
-        self, cfg: TrainConfig, info: DistInfo, device: torch.device, log: _Log, hooks: Hooks,
+        self, cfg: TrainConfig, info: DistInfo, device: torch.device, log: RunLog, hooks: Hooks,
         model: nn.Module | None = None, resume: str | Path | None = None,
     ) -> None:  # fmt: skip
         self.cfg, self.info, self.device, self.log, self.hooks = cfg, info, device, log, hooks
@@ -672,6 +672,24 @@ class Trainer:
     def _evaluate(self, model: nn.Module) -> Evaluation:
         loader = D.eval_loader(self.data.val, self.info, self.cfg, pin=self.device.type == "cuda", collate=self.data.collate)  # type: ignore[arg-type]
         return evaluate(model, loader, self.task, self.device, self.cfg.precision, self.cfg.channels_last)
+
+    @torch.no_grad()
+    def recalibrate_bn(self, batches: int) -> None:
+        """Recompute the BatchNorm running statistics of the saved network over ``batches`` training batches.
+
+        A run of a few dozen steps leaves running statistics that mostly hold their initial values (the paper's BN
+        decay 0.99 moves them 1 % a step), so its evaluation says little about the network; once-for-all's BN
+        calibration (arXiv 1908.09791 §3.3) recomputes them first. ``torch.optim.swa_utils.update_bn`` does it.
+        """
+        from itertools import islice
+
+        from torch.optim.swa_utils import update_bn
+
+        if batches <= 0:
+            return
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        loader = D.train_loader(self.data.train, self.info, self.cfg, 0, 0, pin=False, collate=self.data.collate)
+        update_bn((x.to(self.device, memory_format=fmt) for x, _ in islice(loader, batches)), self.eval_model)
 
     def validate(self, final: bool = False) -> Evaluation | None:
         """Evaluate the saved network (EMA when on, and the raw one beside it) and log it; None without validation data."""

@@ -110,7 +110,8 @@ class LatencyTable:
         if create and target is None:
             raise ValueError("a new latency table needs a target (runtime, threads, device)")
         try:
-            self._db = sqlite3.connect(self.path)
+            # several searches may share one table: wait for another process's commit instead of failing
+            self._db = sqlite3.connect(self.path, timeout=60.0)
             self._db.execute("PRAGMA synchronous=FULL")
             with self._db:
                 self._db.executescript(_CREATE)

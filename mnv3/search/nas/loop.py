@@ -68,6 +68,7 @@ class NASSettings:
     population: int = 16  # evolution
     tournament: int = 4  # evolution
     seed: int = 0
+    bn_batches: int = 20  # BN statistics recomputed before scoring: a short proxy run leaves them near their init
     controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class NASSettings:
             raise ValueError(f"--strategy must be one of {list(STRATEGIES)}, got {self.strategy!r}")
         if self.w > 0 or not math.isfinite(self.w):
             raise ValueError(f"--w must be <= 0 (a latency penalty: -0.07 Large, -0.15 Small, §4.1), got {self.w}")
+        if self.bn_batches < 0:
+            raise ValueError(f"--bn-batches must be >= 0, got {self.bn_batches}")
         if self.samples < 1 or self.proxy_steps < 0 or self.batch < 1 or self.resolution < 1:
             raise ValueError(f"need --samples >= 1, --proxy-steps >= 0, --batch >= 1, --resolution >= 1; got {self.samples}, {self.proxy_steps}, {self.batch}, {self.resolution}")
         if self.strategy == "evolution" and (self.population < 2 or not 1 <= self.tournament <= self.population):
@@ -222,7 +225,7 @@ class NAS:
                 rec.update(params=count_params(net), madds=profile_model(net, self.settings.resolution).madds, cached=False)
                 seen[key] = rec
                 state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                jobs.append(Job(f"s{first + i}", spec_to_dict(spec), state, self.cfg.to_dict(), self.settings.proxy_steps))
+                jobs.append(Job(f"s{first + i}", spec_to_dict(spec), state, self.cfg.to_dict(), self.settings.proxy_steps, self.settings.bn_batches))
             rec["seconds"] = time.perf_counter() - t0
             records.append(rec)
         results = {r.tag: r for r in self.executor.map(finetune, jobs)} if jobs else {}

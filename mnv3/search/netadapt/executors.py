@@ -31,6 +31,7 @@ class Job:
     state: dict[str, torch.Tensor]
     config: dict[str, Any]
     steps: int
+    bn_batches: int = 0  # BN running statistics recomputed over this many training batches before scoring (0: kept)
 
 
 @dataclass
@@ -52,7 +53,7 @@ def finetune(job: Job) -> JobResult:
     from mnv3.spec.serialize import spec_from_dict
     from mnv3.train.config import config_from_dict
     from mnv3.train.distributed import init_distributed
-    from mnv3.train.engine import Hooks, RunStatus, StopFlag, Trainer, _Log
+    from mnv3.train.engine import Hooks, RunLog, RunStatus, StopFlag, Trainer
 
     t0 = time.perf_counter()
     net = build_network(spec_from_dict(job.spec))
@@ -65,7 +66,7 @@ def finetune(job: Job) -> JobResult:
         cfg = dataclasses.replace(base, output=tmp, name=job.tag, max_steps=max(job.steps, 1), progress=False, tensorboard=False)
         info, device = init_distributed(cfg.device)
         try:
-            trainer = Trainer(cfg, info, device, _Log(False), Hooks(), net)
+            trainer = Trainer(cfg, info, device, RunLog(False), Hooks(), net)
             trainer.run_dir.mkdir(parents=True, exist_ok=True)
             if job.steps > 0:
                 with StopFlag() as stop:
@@ -74,6 +75,7 @@ def finetune(job: Job) -> JobResult:
                     raise KeyboardInterrupt
                 if status is not RunStatus.COMPLETED:
                     raise RuntimeError(f"fine-tuning {job.tag} failed: {message}")
+            trainer.recalibrate_bn(job.bn_batches)
             ev = trainer.validate()
             assert ev is not None  # val_split > 0 gives a held-out split
         finally:

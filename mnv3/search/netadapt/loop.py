@@ -104,6 +104,7 @@ class NetAdaptSettings:
     min_width: int = 8
     max_iterations: int | None = None
     blocks: tuple[int, ...] | None = None  # search only these blocks (1-based); None: all
+    bn_batches: int = 0  # BN statistics recomputed over this many training batches before each score (0: fine-tuned as they are)
 
     def __post_init__(self) -> None:
         LatencyTarget.parse(self.target)
@@ -115,6 +116,8 @@ class NetAdaptSettings:
             raise ValueError(f"--steps and --final-steps must be >= 0, got {self.steps} and {self.final_steps}")
         if self.criterion not in CRITERIA:
             raise ValueError(f"--criterion must be one of {list(CRITERIA)}, got {self.criterion!r}")
+        if self.bn_batches < 0:
+            raise ValueError(f"--bn-batches must be >= 0, got {self.bn_batches}")
         if self.step < 1 or self.min_width < 1:
             raise ValueError(f"--step and --min-width must be >= 1, got {self.step} and {self.min_width}")
         if self.max_iterations is not None and self.max_iterations < 1:
@@ -260,7 +263,7 @@ class NetAdapt:
 
     def _jobs(self, tag: str, specs: Sequence[ModelSpec], states: Sequence[dict[str, torch.Tensor]], iteration: int, steps: int) -> list[Job]:
         cfg = self._job_config(iteration)
-        return [Job(f"{tag}{j}", spec_to_dict(s), st, cfg, steps) for j, (s, st) in enumerate(zip(specs, states, strict=True))]
+        return [Job(f"{tag}{j}", spec_to_dict(s), st, cfg, steps, self.settings.bn_batches) for j, (s, st) in enumerate(zip(specs, states, strict=True))]
 
     def start(self) -> dict[str, Any]:
         """The iteration-0 state: the seed's latency, target and held-out accuracy."""
