@@ -15,20 +15,21 @@ from mnv3.weights import WEIGHTS, Checksum, HashAlgorithm, Library, get_weights,
 from mnv3.weights.convert import expected_shapes
 
 BY_LIBRARY = {lib: [e for e in WEIGHTS.values() if e.library is lib] for lib in Library}
+CLASSIFIERS = [e for e in BY_LIBRARY[Library.TORCHVISION] if e.num_classes == 1000]  # the detector / segmenter: tests/test_weights_named_dense.py
 
 
 def test_every_entry_is_complete() -> None:
-    assert len(WEIGHTS) == 19
+    assert len(WEIGHTS) == 21
     for e in WEIGHTS.values():
         assert e.name.startswith(e.model + ".")
         assert e.url.startswith("https://") and e.file_name in e.url
         assert e.metrics and all(m.source for m in e.metrics)
         assert e.license and e.params > 0 and e.madds > 0
-        assert len(e.categories) == 1000
+        assert len(e.categories) == e.num_classes and e.num_classes in (1000, 91, 21)
         assert e.preset in mnv3.weights.convert.LIBRARY_PRESETS[e.library]
 
 
-@pytest.mark.parametrize("entry", BY_LIBRARY[Library.TORCHVISION], ids=lambda e: e.name)
+@pytest.mark.parametrize("entry", CLASSIFIERS, ids=lambda e: e.name)
 def test_torchvision_entries_match_torchvision(entry) -> None:
     enum_name, member = entry.source_name.split(".")
     ref = getattr(torchvision.models, enum_name)[member]
@@ -77,9 +78,13 @@ def test_keras_entries_match_keras(entry) -> None:
 @pytest.mark.parametrize("key", sorted({(e.model, e.preset) for e in WEIGHTS.values()}), ids=lambda k: f"{k[0]}-{k[1].value}")
 def test_params_and_madds_are_the_profilers(key) -> None:
     model, preset = key
-    prof = profile_model(mnv3.create_model(model, preset=preset), 224)
+    profiles = {}  # classifiers at 224, the detector at 320, the segmenter at 520 (their preprocessing's size)
     for e in WEIGHTS.values():
         if (e.model, e.preset) == key:
+            at = (e.num_classes, e.preprocessing.crop)
+            if at not in profiles:
+                profiles[at] = profile_model(mnv3.create_model(model, preset=preset, num_classes=at[0]), at[1])
+            prof = profiles[at]
             assert (e.params, e.madds) == (prof.params, prof.madds), e.name
 
 

@@ -255,7 +255,7 @@ def _segment(args: argparse.Namespace, model: nn.Module, meta: WeightsMeta) -> i
     from torchvision import tv_tensors
     from torchvision.utils import draw_segmentation_masks
 
-    from mnv3.data.segmentation import segmentation_eval_transform
+    from mnv3.data.segmentation import weights_eval_transform
     from mnv3.tasks.segmentation import segmentation_logits
     from mnv3.utils.atomic import atomic_write_bytes
 
@@ -266,7 +266,7 @@ def _segment(args: argparse.Namespace, model: nn.Module, meta: WeightsMeta) -> i
     names = list(meta.categories) if len(meta.categories) == n else [f"class {i}" for i in range(n)]
     palette = segmenter_palette(meta, n)
     pp = meta.preprocessing
-    transform = segmentation_eval_transform(pp.crop, pp.mean, pp.std)
+    transform = weights_eval_transform(pp)
     failed: list[str] = []
     for name, out, pixels in _readable(args.images, outputs, "L" if pp.grayscale else "RGB", failed):
         h, w = pixels.shape[-2:]

@@ -24,6 +24,7 @@ from torchvision.transforms import v2
 from mnv3.data.datasets import sample_seed
 from mnv3.data.detection.common import Report, read_rgb
 from mnv3.data.fashion_mnist import CLASSES as FASHION_CLASSES
+from mnv3.utils.preprocessing import Preprocessing
 
 IGNORE = 255
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -175,6 +176,12 @@ def fashion_scenes_pairs(root: str | Path, split: str) -> list[tuple[Path, Path]
     return folder_pairs(Path(root) / split / "images", Path(root) / split / "masks")
 
 
+def weights_eval_transform(pp: Preprocessing) -> v2.Compose:
+    """The evaluation transform weights' preprocessing asks of a segmenter: ``crop`` x ``crop``, or with ``keep_aspect``
+    the shorter side to ``resize`` and no crop (torchvision's ``SemanticSegmentation(resize_size=...)``)."""
+    return segmentation_eval_transform(pp.resize if pp.keep_aspect else pp.crop, pp.mean, pp.std, keep_aspect=pp.keep_aspect)
+
+
 def segmentation_train_transform(
     size: int, mean: Sequence[float], std: Sequence[float], *, scale: tuple[float, float] = (0.5, 2.0), hflip: float = 0.5
 ) -> v2.Compose:
@@ -194,9 +201,10 @@ def segmentation_train_transform(
     )
 
 
-def segmentation_eval_transform(size: int | None, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """Evaluation: resize to ``size`` x ``size`` (masks with nearest neighbours; None keeps the native size), normalise."""
-    resize = [v2.Resize((size, size), antialias=True)] if size is not None else []
+def segmentation_eval_transform(size: int | None, mean: Sequence[float], std: Sequence[float], *, keep_aspect: bool = False) -> v2.Compose:
+    """Evaluation: resize to ``size`` x ``size`` (``keep_aspect``: the shorter side to ``size``; masks with nearest
+    neighbours; None keeps the native size), normalise."""
+    resize = [v2.Resize(size if keep_aspect else (size, size), antialias=True)] if size is not None else []
     return v2.Compose(
         [v2.ToImage(), *resize, v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True), v2.Normalize(list(mean), list(std))]
     )

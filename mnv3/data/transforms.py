@@ -74,7 +74,7 @@ def input_channels(pp: Preprocessing) -> int:
 
 
 def eval_transform(pp: Preprocessing) -> v2.Compose:
-    """The one input pipeline for trained weights: (grayscale), resize the shorter side, centre crop, [0, 1], normalise.
+    """The one input pipeline for trained weights: (grayscale), resize the shorter side, centre crop (not with ``keep_aspect``), [0, 1], normalise.
 
     ``mnv3 predict``, ``mnv3 eval``, export calibration and training's validation all read images
     through this, so the same image gives the same pixels everywhere. Takes a PIL image or a uint8
@@ -92,7 +92,7 @@ def eval_transform(pp: Preprocessing) -> v2.Compose:
         steps.append(v2.Grayscale(1))
     steps += [
         v2.Resize(pp.resize, interpolation=interp, antialias=True),
-        v2.CenterCrop(pp.crop),
+        *([] if pp.keep_aspect else [v2.CenterCrop(pp.crop)]),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(list(pp.mean), list(pp.std)),
         v2.ToPureTensor(),

@@ -154,7 +154,7 @@ def segmentation_eval_data(data: str, split: str, meta: WeightsMeta, subset: int
         FASHION_SCENES_CLASSES,
         SegmentationPairs,
         fashion_scenes_pairs,
-        segmentation_eval_transform,
+        weights_eval_transform,
     )
     from mnv3.train.data_segmentation import dataset_layout
 
@@ -171,7 +171,7 @@ def segmentation_eval_data(data: str, split: str, meta: WeightsMeta, subset: int
             raise FileNotFoundError(f"--data {data!r} is neither '{FASHION_SCENES}' nor a segmentation dataset folder")
         _, classes, label_map, _, pairs = dataset_layout(root)
     pairs = [pairs[i] for i in spread(len(pairs), subset)]  # type: ignore[index, arg-type]
-    ds = SegmentationPairs(pairs, classes, label_map=label_map, transforms=segmentation_eval_transform(pp.crop, pp.mean, pp.std))  # type: ignore[arg-type]
+    ds = SegmentationPairs(pairs, classes, label_map=label_map, transforms=weights_eval_transform(pp))  # type: ignore[arg-type]
     return EvalData(ds, list(classes), f"{data} {split} ({len(ds)} images)", split)
 
 
@@ -223,6 +223,8 @@ def run_eval(
     else:
         ed = detection_eval_data(data or FASHION_SCENES, split, meta, subset, data_dir)
         task = _detection_task(spec, meta, ed)
+    if spec.segmentation is not None and meta.preprocessing.keep_aspect:
+        batch_size = 1  # images keep their aspect ratio, so their sizes differ (torchvision's segmentation reference evaluates one at a time)
     loader = DataLoader(ed.dataset, batch_size=batch_size, num_workers=workers, collate_fn=ed.collate)
     dev = resolve_device(device)
     result = evaluate(net.to(dev).eval(), loader, task, dev)

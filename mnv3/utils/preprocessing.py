@@ -24,6 +24,9 @@ class Preprocessing:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     grayscale: bool = False  # convert input images to one channel (Fashion-MNIST models)
+    # resize the shorter side to ``resize`` and keep the whole image, no crop (torchvision's SemanticSegmentation);
+    # ``crop`` is then only the nominal square resolution (export, bench)
+    keep_aspect: bool = False
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:

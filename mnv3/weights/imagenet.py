@@ -1,4 +1,4 @@
-"""ImageNet-1k (and COCO detection) class names, taken from torchvision's public weights metadata (not a private module)."""
+"""ImageNet-1k class names, taken from torchvision's public weights metadata (not a private module); COCO's from :mod:`mnv3.weights.categories`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,6 @@ def imagenet_categories() -> list[str]:
 @lru_cache(maxsize=1)
 def coco_categories() -> list[str]:
     """COCO's 91 detection labels (background and unused ids included), as torchvision's SSDLite weights number them."""
-    from torchvision.models.detection import SSDLite320_MobileNet_V3_Large_Weights
+    from mnv3.weights.categories import COCO_CATEGORIES
 
-    return list(SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.meta["categories"])
+    return list(COCO_CATEGORIES)

@@ -16,6 +16,7 @@ from mnv3.models.registry import get_variant
 from mnv3.spec.conventions import Preset
 from mnv3.utils.atomic import atomic_write_bytes
 from mnv3.utils.preprocessing import INCEPTION, Preprocessing
+from mnv3.weights.categories import CategorySet
 from mnv3.weights.checkpoint import read_state_dict
 from mnv3.weights.convert.common import LIBRARY_PRESETS, Library, Mapped
 from mnv3.weights.convert.keras import keras_to_mnv3
@@ -23,7 +24,7 @@ from mnv3.weights.convert.timm import timm_to_mnv3
 from mnv3.weights.convert.torchvision import mnv3_to_torchvision, torchvision_to_mnv3
 from mnv3.weights.io import WeightsMeta
 from mnv3.weights.keras_file import read_keras_weights
-from mnv3.weights.named import WeightsEntry
+from mnv3.weights.named import SSDLITE_320, TV_SEGMENTATION_520, WeightsEntry
 
 # The source libraries' own model names -> (registered mnv3 name, preset). Explicit, no pattern matching.
 SOURCE_NAMES: dict[Library, dict[str, tuple[str, Preset]]] = {
@@ -88,17 +89,22 @@ def map_state(state: dict[str, torch.Tensor], library: Library | str) -> Mapped:
 
 
 # torchvision's SSDLite (models/detection/ssdlite.py): images resized to 320x320, mapped from [0, 1] to [-1, 1].
-DETECTION_PREPROCESSING = Preprocessing(resize=320, crop=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+DETECTION_PREPROCESSING = SSDLITE_320
 
 
-def default_meta(library: Library, preset: Preset, num_classes: int, source: str, *, detection: bool = False) -> WeightsMeta:
-    """Metadata for converted weights: ImageNet classifiers' preprocessing and classes, or COCO's for a detector."""
-    from mnv3.weights.imagenet import coco_categories, imagenet_categories
+def default_meta(
+    library: Library, preset: Preset, num_classes: int, source: str, *, detection: bool = False, segmentation: bool = False
+) -> WeightsMeta:
+    """Metadata for converted weights: ImageNet classifiers' preprocessing and classes, COCO's for a detector,
+    torchvision's segmentation transform (and VOC's classes and colours, for 21 classes) for a segmenter."""
+    from mnv3.weights.imagenet import imagenet_categories
 
     if detection:
-        return WeightsMeta(
-            preprocessing=DETECTION_PREPROCESSING, categories=coco_categories() if num_classes == len(coco_categories()) else [], source=source
-        )
+        coco = CategorySet.COCO.names()
+        return WeightsMeta(preprocessing=DETECTION_PREPROCESSING, categories=coco if num_classes == len(coco) else [], source=source)
+    if segmentation:
+        voc = CategorySet.VOC if num_classes == len(CategorySet.VOC.names()) else CategorySet.NONE
+        return WeightsMeta(preprocessing=TV_SEGMENTATION_520, categories=voc.names(), palette=voc.palette(), source=source)
     return WeightsMeta(
         preprocessing=DEFAULT_PREPROCESSING[(library, preset)],
         categories=imagenet_categories() if num_classes == 1000 else [],
@@ -111,6 +117,7 @@ def entry_meta(entry: WeightsEntry) -> WeightsMeta:
     return WeightsMeta(
         preprocessing=entry.preprocessing,
         categories=entry.categories,
+        palette=entry.palette,
         metrics={m.name: {"value": m.value, "dataset": m.dataset, "source": m.source} for m in entry.metrics},
         recipe={"url": entry.recipe} if entry.recipe else {},
         source=f"{entry.name} <{entry.url}>",

@@ -3,9 +3,10 @@
 Each entry says where the file is (public URL), how to check it (the checksum that is really
 published: torchvision's and timm's file names carry the first 8 hex digits of the file's sha256,
 Keras' ``WEIGHTS_HASHES`` are md5), how to convert it, the preprocessing the weights expect, the
-category names, the published metrics with their source (the libraries' published tables), parameters / MAdds
-(``mnv3 profile`` at 224, 1000 classes, paper counting) and the license. Tests compare the URLs,
-hashes, preprocessing and metrics with what torchvision, timm and Keras themselves ship.
+category names (which list: :class:`~mnv3.weights.categories.CategorySet`), the published metrics with their
+source (the libraries' published tables), parameters / MAdds (``mnv3 profile`` at 224, 1000 classes, paper
+counting; the detector at 320, the segmenter at 520) and the license. Tests compare the URLs, hashes,
+preprocessing, categories and metrics with what torchvision, timm and Keras themselves ship.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from enum import Enum
 
 from mnv3.spec.conventions import Preset
 from mnv3.utils.preprocessing import INCEPTION, Preprocessing
+from mnv3.weights.categories import CategorySet
 from mnv3.weights.convert.common import Library
 
 
@@ -71,6 +73,7 @@ class WeightsEntry:
     license: str
     recipe: str = ""
     num_classes: int = 1000
+    category_set: CategorySet = CategorySet.IMAGENET  # the label list the weights predict, in index order
     notes: str = ""
 
     @property
@@ -78,17 +81,26 @@ class WeightsEntry:
         """The file's name in the cache: the URL's last component (it carries the hash prefix)."""
         return self.url.rsplit("/", 1)[-1]
 
+    def __post_init__(self) -> None:
+        n = len(self.categories)
+        if n and n != self.num_classes:
+            raise ValueError(f"{self.name}: {self.category_set.value} has {n} categories, the entry {self.num_classes} classes")
+
     @property
     def categories(self) -> list[str]:
-        """The ImageNet-1k class names in index order (all three libraries use the same order)."""
-        from mnv3.weights.imagenet import imagenet_categories
+        """The class names in index order: ImageNet-1k's (all three libraries use the same order), COCO's or VOC's."""
+        return self.category_set.names()
 
-        return imagenet_categories() if self.num_classes == 1000 else []
+    @property
+    def palette(self) -> list[list[int]]:
+        """An (R, G, B) colour per class for a segmenter's drawings (VOC's colour map), else empty."""
+        return self.category_set.palette()
 
 
 _IMAGENET = "ImageNet-1k val"
 _TV_SRC = "torchvision {enum}.{member}.meta['_metrics'] (torchvision/models/mobilenetv3.py)"
 _TV_LICENSE = "BSD-3-Clause (torchvision); ImageNet-1k terms of access apply"
+_TV_COCO_LICENSE = "BSD-3-Clause (torchvision); COCO annotations CC BY 4.0, COCO images' own (Flickr) terms apply"
 _TIMM_LICENSE = "Apache-2.0 (timm pretrained_cfg 'license')"
 _KERAS_LICENSE = "Apache-2.0 (keras-applications, ports of the TF-slim checkpoints)"
 _KERAS_SRC = "keras/src/applications/mobilenet_v3.py docstring table; TF-slim's numbers, not re-measured on the Keras port"
@@ -103,22 +115,49 @@ TIMM_BICUBIC = Preprocessing(interpolation="bicubic")  # timm crop_pct 0.875 at 
 TV_V2 = Preprocessing(resize=232)  # torchvision ImageClassification(crop_size=224, resize_size=232)
 
 
-def _tv(name: str, model: str, url: str, prep: Preprocessing, enum: str, member: str, top1: float, top5: float, params: int, madds: int, recipe: str) -> WeightsEntry:
-    src = _TV_SRC.format(enum=enum, member=member)
+def _tv_entry(name: str, model: str, url: str, prep: Preprocessing, source_name: str, metrics: tuple[Metric, ...], params: int, madds: int,
+              **extra: object) -> WeightsEntry:
+    """A torchvision weights entry: its checksum is the hash prefix in the URL's file name."""
     return WeightsEntry(
         name=name,
         model=model,
         preset=Preset.TORCHVISION,
         library=Library.TORCHVISION,
-        source_name=f"{enum}.{member}",
+        source_name=source_name,
         url=url,
         checksum=Checksum(HashAlgorithm.SHA256, url.rsplit("-", 1)[-1].split(".")[0], _TV_HUB_PREFIX),
         preprocessing=prep,
-        metrics=(Metric("top1", top1, _IMAGENET, src), Metric("top5", top5, _IMAGENET, src)),
+        metrics=metrics,
         params=params,
         madds=madds,
-        license=_TV_LICENSE,
-        recipe=recipe,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def _tv(name: str, model: str, url: str, prep: Preprocessing, enum: str, member: str, top1: float, top5: float, params: int, madds: int, recipe: str) -> WeightsEntry:
+    src = _TV_SRC.format(enum=enum, member=member)
+    metrics = (Metric("top1", top1, _IMAGENET, src), Metric("top5", top5, _IMAGENET, src))
+    return _tv_entry(name, model, url, prep, f"{enum}.{member}", metrics, params, madds, license=_TV_LICENSE, recipe=recipe)
+
+
+_TV_DENSE_SRC = "torchvision {enum}.{member}.meta['_metrics'] (torchvision/models/{file})"
+# torchvision/models/detection/ssdlite.py: SSD(size=(320, 320), image_mean=[0.5] * 3, image_std=[0.5] * 3): a fixed 320x320
+# resize (GeneralizedRCNNTransform with fixed_size), [0, 1] -> [-1, 1]
+SSDLITE_320 = Preprocessing(resize=320, crop=320, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+# torchvision LRASPP_MobileNet_V3_Large_Weights transforms: SemanticSegmentation(resize_size=520): the shorter side to 520
+# (bilinear, antialias), no crop, ImageNet mean / std
+TV_SEGMENTATION_520 = Preprocessing(resize=520, crop=520, keep_aspect=True)
+
+
+def _tv_dense(
+    name: str, model: str, url: str, prep: Preprocessing, enum: str, member: str, file: str, metrics: dict[str, float], dataset: str,
+    categories: CategorySet, params: int, madds: int, recipe: str, notes: str,
+) -> WeightsEntry:
+    """A torchvision detection / segmentation weights entry: its metrics from the enum's meta, on ``dataset``."""
+    src = _TV_DENSE_SRC.format(enum=enum, member=member, file=file)
+    return _tv_entry(
+        name, model, url, prep, f"{enum}.{member}", tuple(Metric(k, v, dataset, src) for k, v in metrics.items()), params, madds,
+        license=_TV_COCO_LICENSE, recipe=recipe, num_classes=len(categories.names()), category_set=categories, notes=notes,
     )
 
 
@@ -163,6 +202,8 @@ def _keras(name: str, model: str, call: str, key: str, md5: str, top1: float, pa
 
 _TV_RECIPE_V1 = "https://github.com/pytorch/vision/tree/main/references/classification#mobilenetv3-large--small"
 _TV_RECIPE_V2 = "https://github.com/pytorch/vision/issues/3995#new-recipe-with-reg-tuning"
+_TV_RECIPE_SSDLITE = "https://github.com/pytorch/vision/tree/main/references/detection#ssdlite320-mobilenetv3-large"
+_TV_RECIPE_LRASPP = "https://github.com/pytorch/vision/tree/main/references/segmentation#lraspp_mobilenet_v3_large"
 _TIMM_MI = "timm model index (huggingface.co/docs/timm/models/mobilenet-v3; top-1 with timm's bilinear 0.875 eval)"
 _TIMM_CSV = "timm results/results-imagenet.csv (github.com/huggingface/pytorch-image-models)"
 
@@ -174,6 +215,17 @@ _ENTRIES: tuple[WeightsEntry, ...] = (
         TV_V2, "MobileNet_V3_Large_Weights", "IMAGENET1K_V2", 75.274, 92.566, 5_483_032, 216_589_760, _TV_RECIPE_V2),
     _tv("mobilenetv3_small_100.torchvision_v1", "mobilenetv3_small_100", "https://download.pytorch.org/models/mobilenet_v3_small-047dcff4.pth",
         Preprocessing(), "MobileNet_V3_Small_Weights", "IMAGENET1K_V1", 67.668, 87.402, 2_542_856, 56_510_400, _TV_RECIPE_V1),
+    # ssdlite320_mobilenet_v3_large(weights=COCO_V1) builds its backbone with reduced_tail=True (weights_backbone is None)
+    _tv_dense("ssdlite_mobilenetv3_large_100_reduced.torchvision_coco", "ssdlite_mobilenetv3_large_100_reduced",
+              "https://download.pytorch.org/models/ssdlite320_mobilenet_v3_large_coco-a79551df.pth", SSDLITE_320,
+              "SSDLite320_MobileNet_V3_Large_Weights", "COCO_V1", "detection/ssdlite.py", {"box_map": 21.3}, "COCO val2017",
+              CategorySet.COCO, 3_440_060, 583_171_904, _TV_RECIPE_SSDLITE,
+              "SSDLite320 with MobileNetV3-Large, reduced tail; 91 COCO ids (background and unused ids included); profiled at 320."),
+    _tv_dense("lraspp_mobilenetv3_large_100_full.torchvision_coco_voc", "lraspp_mobilenetv3_large_100_full",
+              "https://download.pytorch.org/models/lraspp_mobilenet_v3_large-d234d4ea.pth", TV_SEGMENTATION_520,
+              "LRASPP_MobileNet_V3_Large_Weights", "COCO_WITH_VOC_LABELS_V1", "segmentation/lraspp.py",
+              {"miou": 57.9, "pixel_acc": 91.2}, "COCO val2017, VOC labels", CategorySet.VOC, 3_221_538, 2_086_219_688, _TV_RECIPE_LRASPP,
+              "Trained on the COCO images of VOC's 20 categories (torchvision's _docs); full tail, dilated, OS 16; profiled at 520x520."),
     _timm("mobilenetv3_large_100.timm_ra", "mobilenetv3_large_100", Preset.TIMM, "mobilenetv3_large_100.ra_in1k", "mobilenetv3_large_100_ra-f55367f5.pth",
           TIMM_BICUBIC, 75.77, "timm docs (huggingface.co/docs/timm/models/mobilenet-v3)", 5_483_032, 216_589_760, top5=92.54),
     _timm("mobilenetv3_small_050.timm_lamb", "mobilenetv3_small_050", Preset.TIMM, "mobilenetv3_small_050.lamb_in1k", "mobilenetv3_small_050_lambc-4b7bbe87.pth",

@@ -293,7 +293,7 @@ def _from_foreign(
     found = preset_of(spec)
     meta = default_meta(
         library, found if found in LIBRARY_PRESETS[library] else LIBRARY_PRESETS[library][0], mapped.num_classes,
-        f"{library.value} checkpoint {path.name}", detection=spec.detection is not None,
+        f"{library.value} checkpoint {path.name}", detection=spec.detection is not None, segmentation=spec.segmentation is not None,
     )
     return Resolved(spec, mapped.tensors, meta, SourceKind.FOREIGN, str(path), library)
 
