@@ -55,6 +55,7 @@ def test_peer_lookup_is_by_network_kind():
         peer_model("torchvision", mnv3.create_model("raspp_mobilenetv3_large_100"))
 
 
+@pytest.mark.slow  # two ONNX exports of Large SSDLites (torchvision has no other), ~20 s on two cores
 def test_detector_bench_times_raw_outputs_against_torchvisions_ssdlite(tmp_path, capsys):
     ours = mnv3.create_model("ssdlite_mobilenetv3_large_100_reduced", preset="torchvision").eval()
     peer, call = peer_model("torchvision", ours)
