@@ -40,8 +40,7 @@ class RawDetector(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(bbox_regression (N, A, 4), cls_logits (N, A, C)) of a batch."""
-        out = self.detector(x)
-        return out["bbox_regression"], out["cls_logits"]
+        return self.detector.forward_head(self.detector.forward_features(x))  # no anchors in the graph
 
 
 def anchors_path(out: str | Path) -> Path:

@@ -144,14 +144,18 @@ class SSDLite(SpecNetwork):
             maps.append(x)
         return maps
 
+    def forward_head(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(bbox_regression (N, A, 4), cls_logits (N, A, C)) of the six maps: the raw outputs an exported graph returns.
+
+        No anchors here: they depend only on the input size, and computing them in a traced graph would put float64
+        arithmetic into it (which int8 quantizers reject).
+        """
+        return _flatten(maps, self.box_head, 4), _flatten(maps, self.cls_head, self.spec.num_classes)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw head outputs and the anchors they refer to (what the detection task's loss matches against)."""
-        maps = self.forward_features(x)
-        return {
-            "bbox_regression": _flatten(maps, self.box_head, 4),
-            "cls_logits": _flatten(maps, self.cls_head, self.spec.num_classes),
-            "anchors": self._cached_anchors(tuple(x.shape[-2:]), x.dtype, x.device),
-        }
+        boxes, logits = self.forward_head(self.forward_features(x))
+        return {"bbox_regression": boxes, "cls_logits": logits, "anchors": self._cached_anchors(tuple(x.shape[-2:]), x.dtype, x.device)}
 
     def _cached_anchors(self, image_size: tuple[int, int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (image_size, dtype, device)
