@@ -14,6 +14,7 @@ import torch
 import mnv3
 from mnv3.search.nas.space import SearchSpace
 from mnv3.search.netadapt.proposals import check_structure, structure
+from mnv3.spec.serialize import load_spec
 
 SPECS = Path(__file__).resolve().parent.parent / "bench" / "specs"
 
@@ -44,7 +45,7 @@ def test_spec_builds_with_reported_params_and_runs(name: str) -> None:
 @pytest.mark.parametrize("name", ["netadapt-small-delta004.yaml", "netadapt-small-delta002.yaml"])
 def test_netadapt_specs_are_thinned_v3_small(name: str) -> None:
     """NetAdapt only narrows layers (§4.2): same residual structure as the seed, no width above the seed's."""
-    seed, spec = _seed(), mnv3.create_model(SPECS / name).spec
+    seed, spec = _seed(), load_spec(SPECS / name)
     check_structure(spec, structure(seed))
     assert all(b.exp <= s.exp and b.out <= s.out for b, s in zip(spec.blocks, seed.blocks, strict=True))
     assert spec.blocks != seed.blocks
@@ -52,6 +53,6 @@ def test_netadapt_specs_are_thinned_v3_small(name: str) -> None:
 
 def test_nas_spec_is_a_point_of_the_space() -> None:
     space = SearchSpace(_seed())
-    spec = mnv3.create_model(SPECS / "nas-small-best.yaml").spec
+    spec = load_spec(SPECS / "nas-small-best.yaml")
     assert space.decode(space.encode(spec)).blocks == spec.blocks
     assert space.decode(space.encode(spec)).name == spec.name
