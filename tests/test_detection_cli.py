@@ -203,7 +203,7 @@ def test_predict_detector_text_and_bad_output(setup: dict[str, Path], tmp_path: 
     assert "use --out-dir" in line
 
 
-def test_export_onnx_raw_outputs_match_pytorch(setup: dict[str, Path], tmp_path: Path, capsys):
+def test_export_onnx_raw_outputs_match_pytorch_and_eval_scores_the_file_alike(setup: dict[str, Path], tmp_path: Path, capsys):
     ort = pytest.importorskip("onnxruntime")
     out = tmp_path / "det.onnx"
     assert main(["export", "--weights", str(setup["weights"]), "--format", "onnx", "-o", str(out), "--json"]) == 0
@@ -223,6 +223,18 @@ def test_export_onnx_raw_outputs_match_pytorch(setup: dict[str, Path], tmp_path:
     assert np.abs(reg - raw["bbox_regression"].numpy()).max() < 1e-4
     assert np.abs(logits - raw["cls_logits"].numpy()).max() < 1e-4
     assert raw["cls_logits"].abs().max() > 1  # not a trivially near-zero network (its box codes are zero by design)
+
+    # `mnv3 eval --artifact`: the file scored in ONNX Runtime with the weights' data, metric and NMS, as PyTorch scores them
+    capsys.readouterr()
+    assert main(["eval", str(setup["weights"]), "--out-dir", str(tmp_path / "torch")]) == 0
+    assert main(["eval", str(setup["weights"]), "--artifact", str(out), "--out-dir", str(tmp_path / "ort")]) == 0
+    assert "eval-test-det.onnx.json" in capsys.readouterr().out
+    ref = json.loads((tmp_path / "torch" / "eval-test.json").read_text())
+    got = json.loads((tmp_path / "ort" / "eval-test-det.onnx.json").read_text())
+    assert got["artifact"] == str(out) and got["count"] == ref["count"] == TEST and got["detections"] == ref["detections"]
+    assert ref["coco"]["AR100"] > 0  # some boxes hit items, so equal numbers mean equal detections
+    for k, v in ref["coco"].items():
+        assert got["coco"][k] == pytest.approx(v, abs=1e-4), k
 
 
 def test_export_detector_refuses_fashion_mnist_calibration_in_one_line(setup: dict[str, Path], tmp_path: Path, capsys):

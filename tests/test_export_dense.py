@@ -199,7 +199,7 @@ def test_cli_int8_detector_calibrates_on_fashion_scenes(weights: dict[str, Path]
     assert main([*argv, "--calibration", "fashion-scenes", "--calibration-images", "8", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["precision"] == "int8" and report["parity"]["samples"] == 8 and 0 <= report["parity"]["top1_agreement"] <= 1
-    assert (tmp_path / "det-int8.anchors.npy").is_file() and len(list((tmp_path / "cache").glob("fashion-scenes-0-0-8"))) == 1
+    assert (tmp_path / "det-int8.anchors.npy").is_file() and len(list((tmp_path / "cache").glob("fashion-scenes-0-8-0"))) == 1
 
 
 @needs_onnx

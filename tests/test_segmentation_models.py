@@ -40,6 +40,7 @@ def test_registered_names_and_filters() -> None:
         "lraspp_mobilenetv3_small_100",
         "raspp_mobilenetv3_large_100",
         "raspp_mobilenetv3_large_100_full",
+        "raspp_mobilenetv3_small_100",
     ]
     classifiers = list_models(detection=False)
     assert not set(classifiers) & set(SEGMENTERS) and not any(n.startswith("ssdlite_") for n in classifiers)

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--calibration",
         default=None,
-        help="calibration images: a folder (searched recursively), 'fashion-mnist' (classifiers) or 'fashion-scenes' (its test images)",
+        help="calibration images: a folder (searched recursively), 'fashion-mnist' (classifiers) or 'fashion-scenes' (its training images)",
     )
     p.add_argument("--calibration-images", type=int, default=128, help="how many calibration images (default 128)")
     p.add_argument(

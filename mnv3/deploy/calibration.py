@@ -3,8 +3,9 @@
 Images go through the weights' own preprocessing (:func:`mnv3.data.transforms.eval_transform`), so
 int8 ranges are calibrated on what the network sees in use. ``fashion-mnist`` names the dataset
 ``mnv3 train`` uses (its train split calibrates, its test split evaluates); ``fashion-scenes`` the
-detection / segmentation set's test images (the cached default set when training made one, else
-just the scenes needed, generated once into the cache: scene ``i`` is the same image in both).
+detection / segmentation set's training images, for the same reason (the cached default set when
+training made one, else just the scenes needed, generated once into the cache: scene ``i`` is the
+same image in both).
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ def _image_files(root: Path) -> list[Path]:
     )
 
 
-def fashion_scenes_test_images(limit: int, data_dir: str | None = None) -> Path:
-    """The folder of Fashion scenes test images (seed 0): the default cached set's if present, else ``limit`` scenes generated once."""
+def fashion_scenes_train_images(limit: int, data_dir: str | None = None) -> Path:
+    """The folder of Fashion scenes training images (seed 0): the default cached set's if present, else ``limit`` scenes
+    generated once. Training images, so that an int8 file's test-split accuracy is measured on images it never saw."""
     from mnv3.data.detection.scenes import ensure_fashion_scenes, fashion_scenes_dir, read_manifest
 
     default = fashion_scenes_dir()
-    if read_manifest(default) is not None and (default / "test" / "images").is_dir():
-        return default / "test" / "images"
-    return ensure_fashion_scenes(train=0, test=limit, seed=0, data_dir=data_dir, progress=False) / "test" / "images"
+    if read_manifest(default) is not None and (default / "train" / "images").is_dir():
+        return default / "train" / "images"
+    return ensure_fashion_scenes(train=limit, test=0, seed=0, data_dir=data_dir, progress=False) / "train" / "images"
 
 
 def calibration_images(
@@ -63,7 +65,7 @@ def calibration_images(
     _check_channels(pp, in_chans)
     if str(source) == FASHION_MNIST:
         return eval_set(FASHION_MNIST, pp, split="train", limit=limit, data_dir=data_dir).tensors()[0]
-    root = fashion_scenes_test_images(limit, data_dir) if str(source) == FASHION_SCENES else Path(source)
+    root = fashion_scenes_train_images(limit, data_dir) if str(source) == FASHION_SCENES else Path(source)
     if not root.is_dir():
         raise FileNotFoundError(
             f"calibration folder {str(root)!r} does not exist (give a folder of images, {FASHION_MNIST!r} or {FASHION_SCENES!r})"

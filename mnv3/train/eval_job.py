@@ -14,7 +14,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,11 +198,15 @@ def run_eval(
     *,
     model: str | None = None,
     preset: str | None = None,
+    runner: Callable[[nn.Module], nn.Module] | None = None,
+    runner_name: str | None = None,
 ) -> tuple[Evaluation, Path]:
     """Evaluate, then write ``eval-<split>.json`` and the task's figures (next to the weights by default).
 
     ``data`` defaults to Fashion-MNIST for a classifier and Fashion scenes for a detector, ``split`` to test;
     ``subset`` takes that many images spread over the whole set (every class of a class-ordered folder).
+    ``runner`` replaces the loaded network by what computes its forward pass (an exported file in its runtime:
+    :class:`mnv3.deploy.exported.ExportedModel`); the reports then carry ``runner_name`` in their file names.
     """
     net = load_model(source, model=model, preset=preset)
     meta, spec = net.weights_meta, net.spec
@@ -226,15 +230,17 @@ def run_eval(
     if spec.segmentation is not None and meta.preprocessing.keep_aspect:
         batch_size = 1  # images keep their aspect ratio, so their sizes differ (torchvision's segmentation reference evaluates one at a time)
     loader = DataLoader(ed.dataset, batch_size=batch_size, num_workers=workers, collate_fn=ed.collate)
-    dev = resolve_device(device)
-    result = evaluate(net.to(dev).eval(), loader, task, dev)
+    dev = resolve_device(device) if runner is None else torch.device("cpu")  # a runtime's file runs on the CPU
+    result = evaluate((runner(net.eval()) if runner is not None else net.to(dev)).eval(), loader, task, dev)
     out = Path(out_dir) if out_dir else _report_dir(source)
     out.mkdir(parents=True, exist_ok=True)
     default = fm.NAME if spec.detection is None and spec.segmentation is None else FASHION_SCENES
     report = {"source": str(source), "data": str(data or default), "split": ed.split,
-              **result.to_dict()}  # fmt: skip
-    atomic_write_bytes(out / f"eval-{ed.split}.json", json.dumps(report, indent=2).encode())
-    task.write_reports(result, out, f"{Path(str(source)).name} on {report['data']} {ed.split}", suffix=f"-{ed.split}")
+              **({"artifact": runner_name} if runner_name else {}), **result.to_dict()}  # fmt: skip
+    tag = f"-{ed.split}" + (f"-{Path(runner_name).name}" if runner_name else "")
+    atomic_write_bytes(out / f"eval{tag}.json", json.dumps(report, indent=2).encode())
+    title = Path(runner_name).name if runner_name else Path(str(source)).name
+    task.write_reports(result, out, f"{title} on {report['data']} {ed.split}", suffix=tag)
     return result, out
 
 
