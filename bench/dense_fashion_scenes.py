@@ -17,6 +17,10 @@ scored on the test split by ``mnv3 eval --artifact``) in ONNX Runtime and ExecuT
     python bench/dense_fashion_scenes.py train --out runs/bench-dense --epochs 1 --jobs 2
     python bench/dense_fashion_scenes.py report --out runs/bench-dense --int8 det-small-reduced seg-lraspp-small \\
         --json bench/results/dense_fashion_scenes.json
+
+``train --runs KEY ...`` trains a subset; ``--device cuda --workers N`` runs on a GPU (``--eval-interval`` spares the
+per-epoch test passes). ``report --arch-from DIR`` reports runs whose weights stayed on another machine: params, MAdds
+and latency come from the same network trained in DIR (checked against the run's config), accuracy from the run itself.
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ BY_KEY = {r.key: r for r in RUNS}
 RESOLUTION = 320
 
 
-def _train_one(run: Run, out: Path, epochs: float) -> str:
+def _train_one(run: Run, out: Path, epochs: float, device: str = "cpu", workers: int = 0, eval_interval: int = 1) -> str:
     """``mnv3 train`` for one run (resumed exactly when its folder holds an unfinished run); returns a status line."""
     folder = out / run.key
     if (folder / "model.safetensors").is_file() and (folder / "final_metrics.json").is_file():
@@ -73,7 +77,8 @@ def _train_one(run: Run, out: Path, epochs: float) -> str:
         cmd += ["--resume", str(folder)]
     else:
         cmd += ["--task", run.task, "--model", run.model, "--preset", run.preset, "--epochs", str(epochs), "--seed", "0",
-                "--workers", "0", "--out-dir", str(out), "--name", run.key]  # fmt: skip
+                "--workers", str(workers), "--device", device, "--set", f"eval_interval={eval_interval}",
+                "--out-dir", str(out), "--name", run.key]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(out / f"{run.key}.log", "a") as log:
         rc = subprocess.run([*cmd, "--no-progress"], env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -85,7 +90,8 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     runs = [BY_KEY[k] for k in args.runs] if args.runs else list(RUNS)
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own process; the pool only bounds how many at once
-        for line in pool.map(functools.partial(_train_one, out=out, epochs=args.epochs), runs):
+        for line in pool.map(functools.partial(_train_one, out=out, epochs=args.epochs, device=args.device, workers=args.workers,
+                                                     eval_interval=args.eval_interval), runs):
             print(line, flush=True)
 
 
@@ -118,6 +124,12 @@ def _int8(run: Run, folder: Path, model: torch.nn.Module, formats: list[str], wo
     return out
 
 
+def _config(folder: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "config.yaml").read_text())
+
+
 def report(args: argparse.Namespace) -> None:
     import mnv3  # noqa: F401  (registers the networks)
     from mnv3.analysis.profiler import profile_model
@@ -135,7 +147,18 @@ def report(args: argparse.Namespace) -> None:
         if not (folder / "final_metrics.json").is_file():
             print(f"{run.key}: not trained yet ({folder})", file=sys.stderr)
             continue
-        model = load_model(str(folder)).eval()
+        if (folder / "model.safetensors").is_file():
+            model = load_model(str(folder)).eval()
+        elif args.arch_from and (Path(args.arch_from) / run.key / "model.safetensors").is_file():
+            # trained elsewhere (a GPU) with its weights left there: params, MAdds and latency depend only on the
+            # network, so they come from a run of the same network and preset here (--arch-from)
+            same = _config(Path(args.arch_from) / run.key)
+            if any(same.get(k) != _config(folder).get(k) for k in ("model", "preset", "model_overrides", "width")):
+                raise SystemExit(f"{args.arch_from}/{run.key} is not the network of {folder} (model, preset, overrides, width)")
+            model = load_model(str(Path(args.arch_from) / run.key)).eval()
+        else:
+            print(f"{run.key}: no model.safetensors in {folder} (give --arch-from)", file=sys.stderr)
+            continue
         models[run.key] = model
         prof = profile_model(model, RESOLUTION)
         train_lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
@@ -186,6 +209,9 @@ def main() -> None:
     t.add_argument("--epochs", type=float, default=1.0)
     t.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     t.add_argument("--runs", nargs="+", choices=list(BY_KEY), help="only these runs")
+    t.add_argument("--device", default="cpu", help="cpu (the CPU benchmark) or cuda: every run of one budget on one GPU")
+    t.add_argument("--workers", type=int, default=0, help="data-loader processes per run (0: loading in the training process)")
+    t.add_argument("--eval-interval", type=int, default=1, help="epochs between test evaluations (the last is always evaluated)")
     t.set_defaults(func=train)
     r = sub.add_parser("report", help="accuracy, params, MAdds, latency and int8 drops of the finished runs")
     r.add_argument("--out", default="runs/bench-dense")
@@ -194,6 +220,7 @@ def main() -> None:
     r.add_argument("--runs", type=int, default=30, help="timed calls per repeat")
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--json", default=None)
+    r.add_argument("--arch-from", default=None, help="runs folder of the same networks, for runs whose weights stayed elsewhere")
     r.set_defaults(func=report)
     a = p.parse_args()
     a.func(a)
