@@ -242,3 +242,50 @@ def test_export_detector_refuses_fashion_mnist_calibration_in_one_line(setup: di
     line = _one_error_line(argv, capsys)
     assert "fashion-mnist" in line and "--calibration fashion-scenes" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_export_onnx_with_nms_gives_postprocess_detections_and_eval_scores_it_alike(
+    setup: dict[str, Path], tmp_path: Path, capsys, monkeypatch
+):
+    """`mnv3 export --nms`: the graph ends at boxes, scores, labels for one image, the detections PyTorch's postprocess gives."""
+    ort = pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("MNV3_CACHE", str(setup["root"] / "cache"))  # the weights' recipe names the cached 2/4 set
+    from mnv3.deploy.detection_nms import match
+
+    out = tmp_path / "det.onnx"
+    assert main(["export", "--weights", str(setup["weights"]), "--format", "onnx", "-o", str(out), "--nms"]) == 0
+    printed = capsys.readouterr().out
+    assert "random raw outputs: 100.0 % of detections the same" in printed and "joined file vs its two parts" in printed
+    assert not (tmp_path / "det.anchors.npy").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["det.onnx"]
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["boxes", "scores", "labels"]
+    assert sess.get_inputs()[0].shape == [1, 3, SIZE, SIZE]
+    assert sess.get_modelmeta().custom_metadata_map["mnv3.decoding"].startswith("in the graph")
+    net = load_model(str(setup["weights"])).eval()
+    x = torch.randn(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    same = total = 0
+    for i in range(3):
+        boxes, scores, labels = (torch.from_numpy(o) for o in sess.run(None, {sess.get_inputs()[0].name: x[i : i + 1].numpy()}))
+        with torch.no_grad():
+            (ref,) = net.postprocess(net(x[i : i + 1]), [(SIZE, SIZE)])
+        assert len(labels) == len(ref["labels"]) > 100  # max_detections 1000 here: many classes' boxes
+        ok, _ = match({"boxes": boxes, "scores": scores, "labels": labels}, ref, score_tol=1e-4)
+        same, total = same + int(ok.sum()), total + len(ok)
+    assert same >= 0.99 * total  # the network's float noise (1e-5) may flip a near tie, nothing more
+
+    # `mnv3 eval --artifact` takes the graph's detections as they are and scores them like PyTorch's
+    assert main(["eval", str(setup["weights"]), "--out-dir", str(tmp_path / "torch")]) == 0
+    assert main(["eval", str(setup["weights"]), "--artifact", str(out), "--out-dir", str(tmp_path / "ort")]) == 0
+    ref_report = json.loads((tmp_path / "torch" / "eval-test.json").read_text())
+    got = json.loads((tmp_path / "ort" / "eval-test-det.onnx.json").read_text())
+    assert got["count"] == ref_report["count"] == TEST and ref_report["coco"]["AR100"] > 0
+    for k, v in ref_report["coco"].items():
+        assert got["coco"][k] == pytest.approx(v, abs=2e-3), k
+
+
+def test_nms_outside_onnx_or_on_a_classifier_is_one_line(setup: dict[str, Path], tmp_path: Path, capsys):
+    line = _one_error_line(["export", "--weights", str(setup["weights"]), "--format", "litert", "-o", str(tmp_path / "d.tflite"), "--nms"], capsys)
+    assert "--nms" in line and "--format onnx" in line
+    line = _one_error_line(["export", "--weights", str(setup["classifier"]), "--format", "onnx", "-o", str(tmp_path / "c.onnx"), "--nms"], capsys)
+    assert "--nms is for detectors" in line
+    assert list(tmp_path.iterdir()) == []

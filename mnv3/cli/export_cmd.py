@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "quantize to int8 (per-channel weights), then run the file in its runtime against PyTorch. The output file "
             "is written only when every step passed. A detector (ssdlite_*) exports its raw bbox_regression (N, A, 4) and "
             "cls_logits (N, A, C) to every format, checked on both (max abs diff; int8: per-anchor class agreement); the "
-            "anchors go beside it (<name>.anchors.npy), decoding and NMS run outside the graph. A segmenter (lraspp_*) "
+            "anchors go beside it (<name>.anchors.npy), decoding and NMS run outside the graph; with --nms (ONNX) the graph "
+            "ends at boxes, scores and labels for one image instead. A segmenter (lraspp_*) "
             "exports logits (N, C, H, W) at the input size, upsampling inside the graph, checked by max abs diff and "
             "per-pixel argmax agreement. Dense int8 calibrates on --calibration fashion-scenes or a folder of images. "
             "Metadata (classes, preprocessing, box coder) is in the ONNX file, else beside it (<name>.metadata.json)."
@@ -61,6 +62,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="int8: fail below this agreement with fp32 (0-1): top-1, per-anchor class (detectors), per-pixel argmax (segmenters)",
     )
+    p.add_argument(
+        "--nms",
+        action="store_true",
+        help="detectors, ONNX: decoding + per-class NMS inside the graph (outputs boxes, scores, labels; batch 1), checked "
+        "against the model's own post-processing",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_model_options(p)
     p.set_defaults(func=run)
@@ -72,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     from mnv3.deploy.loading import preprocessing_for
     from mnv3.deploy.runtimes import require
 
+    if args.nms and args.format != "onnx":
+        raise ValueError(
+            f"--nms puts decoding + NMS in ONNX graphs only (ONNX NonMaxSuppression); {args.format} files end at the raw "
+            "outputs, decoded outside the graph: drop --nms or use --format onnx"
+        )
     require(args.format)
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration (a folder of images or 'fashion-mnist')")
@@ -85,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"mnv3 export: warning: {w.message}", file=sys.stderr)
     spec = model.spec
+    if args.nms and spec.detection is None:
+        raise ValueError(f"--nms is for detectors (ssdlite_*); {spec.name} has no boxes to suppress: drop --nms")
     if spec.detection is not None or spec.segmentation is not None:
         return _export_dense(args, model, meta)
     resolution = args.resolution or (meta.preprocessing.crop if meta is not None else 224)
@@ -149,5 +163,7 @@ def _export_dense(args: argparse.Namespace, model: Any, meta: WeightsMeta | None
     extra: dict[str, Any] = {"categories": classes}
     if meta is not None:
         extra["preprocessing"] = dataclasses.asdict(meta.preprocessing)
-    export = export_detector if spec.detection is not None else export_segmenter
-    return _report(args, export(model, args.output, args.format, metadata=extra, **_options(args, resolution, calib)))
+    options = _options(args, resolution, calib)
+    if spec.detection is not None:
+        return _report(args, export_detector(model, args.output, args.format, metadata=extra, nms=args.nms, **options))
+    return _report(args, export_segmenter(model, args.output, args.format, metadata=extra, **options))

@@ -16,6 +16,9 @@ import dataclasses
 import enum
 import io
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnv3.deploy.export import ExportReport, Outputs, _spatial, checked_output, export_model, metadata_path
+from mnv3.deploy.detection_nms import OUTPUTS as NMS_OUTPUTS
+from mnv3.deploy.detection_nms import append_postprocess, check_postprocess, postprocess_graph
+from mnv3.deploy.export import ExportReport, Outputs, _spatial, checked_output, export_model, load_predictor, metadata_path
+from mnv3.deploy.onnx_backend import OPSET
 from mnv3.deploy.runtimes import Format
 
 OUTPUTS = ("bbox_regression", "cls_logits")
@@ -81,16 +87,23 @@ def export_detector(
     *,
     resolution: int = 320,
     metadata: dict[str, Any] | None = None,
+    nms: bool = False,
     **options: Any,
 ) -> ExportReport:
     """Export a detector's raw outputs with its anchors beside it; verify against PyTorch; write everything atomically.
 
     ``options`` are :func:`~mnv3.deploy.export.export_model`'s (``int8``, ``calibration``, ``tolerance``, ``min_agreement``, ``check_graph``).
+    ``nms=True`` (ONNX only) appends decoding + per-class NMS to the graph (:mod:`mnv3.deploy.detection_nms`).
     """
     fmt = Format(fmt)
     if getattr(getattr(model, "spec", None), "detection", None) is None:
         raise ValueError(
             "export_detector takes an mnv3 detector (a spec with a detection head); export classifiers with export_model"
+        )
+    if nms and fmt is not Format.ONNX:
+        raise ValueError(
+            f"--nms puts decoding + NMS in ONNX graphs only (ONNX NonMaxSuppression); {fmt.value} files end at the raw "
+            "outputs, decoded outside the graph: drop --nms or use --format onnx"
         )
     checked_output(out, fmt)  # refuse a bad name or size before the model runs
     _spatial(model, resolution)
@@ -103,6 +116,8 @@ def export_detector(
     np.save(buf, anchors)
     side = anchors_path(out)
     meta = detector_metadata(model, side.name, metadata)
+    if nms:
+        return _export_with_nms(model, Path(out), anchors, meta, resolution, options)
     report = export_model(
         RawDetector(model),
         out,
@@ -117,5 +132,41 @@ def export_detector(
     report.notes += [
         f"anchors: {side} ({len(anchors)} x 4, xyxy in {resolution}x{resolution} input pixels)",
         f"outputs: {', '.join(OUTPUTS)}; decoding and NMS run outside the graph (box coder and NMS settings in {where})",
+    ]
+    return report
+
+
+def _export_with_nms(
+    model: nn.Module, out: Path, anchors: np.ndarray, meta: dict[str, str], resolution: int, options: dict[str, Any]
+) -> ExportReport:
+    """The raw export (checked and verified as usual) + in-graph post-processing, verified on the raw file's outputs."""
+    import onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        raw_path = tmp_dir / f"raw{out.suffix}"
+        meta = {**meta, "mnv3.outputs": "boxes (K, 4): xyxy in input pixels; scores (K,); labels (K,): 1..C-1 (0 = background, never output)",
+                "mnv3.decoding": "in the graph: box coder, clip to the input, per-class NMS (ONNX NonMaxSuppression); one image per call"}
+        meta.pop("mnv3.anchors", None)
+        report = export_model(RawDetector(model), raw_path, Format.ONNX, resolution=resolution, outputs=DETECTOR_OUTPUTS,
+                              metadata=meta, **options)  # fmt: skip
+        raw = onnx.load(str(raw_path))
+        size = (resolution, resolution)
+        post = postprocess_graph(anchors, model.spec.detection, model.spec.num_classes, size, OPSET)
+        full_path = tmp_dir / out.name
+        onnx.save(append_postprocess(raw, post), str(full_path))
+        calibration = options.get("calibration")
+        samples = (calibration[:8] if calibration is not None
+                   else torch.randn(8, model.spec.in_chans, *size, generator=torch.Generator().manual_seed(1)))  # fmt: skip
+        nms_parity = check_postprocess(model, load_predictor(Format.ONNX, raw_path, 1), post, load_predictor(Format.ONNX, full_path, 1), samples)
+        os.replace(full_path, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    report.path, report.size_bytes = str(out), out.stat().st_size
+    report.notes += [
+        "raw outputs checked against PyTorch (above); then decoding + NMS appended to the graph:",
+        nms_parity.summary(),
+        f"outputs: {', '.join(NMS_OUTPUTS)} for one {resolution}x{resolution} image; anchors are constants of the graph",
     ]
     return report

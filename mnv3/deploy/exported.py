@@ -4,7 +4,7 @@
 classifier's or segmenter's logits; a detector's raw outputs and anchors) computed by the exported graph in
 its runtime, so ``mnv3 eval --artifact FILE`` scores it with the task's own data, metric and post-processing
 (a detector's decoding + NMS are the source model's ``postprocess``, run outside the graph as the export's
-metadata says). That is how an int8 file's accuracy drop is measured: same test set, same meter, only the
+metadata says, or the graph's own for a file exported with ``--nms``). That is how an int8 file's accuracy drop is measured: same test set, same meter, only the
 forward pass differs.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,13 +67,23 @@ class ExportedModel(nn.Module):
                 "evaluate it with the weights it was exported from"
             )
         self.metadata = meta
+        self.nms_in_graph = meta.get("mnv3.decoding", "").startswith("in the graph")  # mnv3 export --nms
         self.reference = reference.eval()
         self.predictor = load_predictor(self.fmt, self.path, threads)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
-        """The source model's outputs for ``x`` (N, C, H, W), from the exported graph."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, Any]:
+        """The source model's outputs for ``x`` (N, C, H, W), from the exported graph.
+
+        A detector exported with its NMS (``mnv3 export --nms``) returns ``{"detections": [per-image dicts],
+        "input_size": (H, W)}``, which :meth:`postprocess` passes on.
+        """
         x = x.detach().to("cpu", torch.float32)
         try:
+            if self.nms_in_graph:
+                dets = [self.predictor.run_outputs(self.predictor.feed(x[i : i + 1])) for i in range(len(x))]
+                keys = ("boxes", "scores", "labels")
+                return {"detections": [{k: torch.from_numpy(np.ascontiguousarray(o)) for k, o in zip(keys, d, strict=True)} for d in dets],
+                        "input_size": tuple(x.shape[-2:])}  # fmt: skip
             outs = [torch.from_numpy(np.ascontiguousarray(o)) for o in self.predictor.predict_outputs(x, batch=1)]
         except Exception as e:  # a runtime's shape error names only tensor indices
             raise ValueError(
@@ -88,5 +99,13 @@ class ExportedModel(nn.Module):
     def postprocess(
         self, raw: dict[str, torch.Tensor], image_sizes: list[tuple[int, int]], input_size: tuple[int, int] | None = None
     ) -> list[dict[str, torch.Tensor]]:
-        """A detector's decoding and per-class NMS: the source model's (outside the graph, as exported)."""
+        """A detector's decoding and per-class NMS: the source model's (outside the graph), or the graph's own (``--nms``)."""
+        if "detections" in raw:
+            size = tuple(input_size or raw["input_size"])
+            if any(tuple(s) != size for s in image_sizes):
+                raise ValueError(
+                    f"{self.path.name} clips its boxes to the {size[0]}x{size[1]} input inside the graph; images of other sizes "
+                    f"({sorted(set(map(tuple, image_sizes)))}) need a file exported without --nms"
+                )
+            return raw["detections"]
         return self.reference.postprocess(raw, image_sizes, input_size)
