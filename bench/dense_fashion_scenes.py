@@ -5,7 +5,7 @@ Detection: the four Table 6 SSDLite detectors (V3, V3†, V3-Small, V3-Small†,
 its own loss), each trained by ``mnv3 train --task detection`` with the default recipe (fashion-scenes.yaml) and the
 same ``--epochs``. Segmentation: LR-ASPP and R-ASPP (F = 256) on Large and Small (RF2, OS 16) and torchvision's
 ``lraspp_mobilenet_v3_large`` (``lraspp_mobilenetv3_large_100_full`` under ``preset=torchvision``), with the default
-recipe (fashion-scenes-lraspp.yaml). Every run: seed 0, one intra-op thread, data loading in the training process,
+recipe (fashion-scenes-lraspp.yaml). Every run: seed 0 (`--seed`), one intra-op thread, data loading in the training process,
 ``--jobs`` runs at a time, the default 8,000 / 1,000-scene set (seed 0).
 
 ``report`` then gathers, for every finished run: test accuracy (COCO mAP@[.5:.95] and mAP@.5 by pycocotools; mIoU),
@@ -67,7 +67,9 @@ BY_KEY = {r.key: r for r in RUNS}
 RESOLUTION = 320
 
 
-def _train_one(run: Run, out: Path, epochs: float, device: str = "cpu", workers: int = 0, eval_interval: int = 1) -> str:
+def _train_one(
+    run: Run, out: Path, epochs: float, device: str = "cpu", workers: int = 0, eval_interval: int = 1, seed: int = 0
+) -> str:
     """``mnv3 train`` for one run (resumed exactly when its folder holds an unfinished run); returns a status line."""
     folder = out / run.key
     if (folder / "model.safetensors").is_file() and (folder / "final_metrics.json").is_file():
@@ -76,7 +78,7 @@ def _train_one(run: Run, out: Path, epochs: float, device: str = "cpu", workers:
     if (folder / "last.pt").is_file():
         cmd += ["--resume", str(folder)]
     else:
-        cmd += ["--task", run.task, "--model", run.model, "--preset", run.preset, "--epochs", str(epochs), "--seed", "0",
+        cmd += ["--task", run.task, "--model", run.model, "--preset", run.preset, "--epochs", str(epochs), "--seed", str(seed),
                 "--workers", str(workers), "--device", device, "--set", f"eval_interval={eval_interval}",
                 "--out-dir", str(out), "--name", run.key]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -91,7 +93,7 @@ def train(args: argparse.Namespace) -> None:
     runs = [BY_KEY[k] for k in args.runs] if args.runs else list(RUNS)
     with ThreadPoolExecutor(args.jobs) as pool:  # each run is its own process; the pool only bounds how many at once
         for line in pool.map(functools.partial(_train_one, out=out, epochs=args.epochs, device=args.device, workers=args.workers,
-                                                     eval_interval=args.eval_interval), runs):
+                                                     eval_interval=args.eval_interval, seed=args.seed), runs):
             print(line, flush=True)
 
 
@@ -211,6 +213,7 @@ def main() -> None:
     t.add_argument("--runs", nargs="+", choices=list(BY_KEY), help="only these runs")
     t.add_argument("--device", default="cpu", help="cpu (the CPU benchmark) or cuda: every run of one budget on one GPU")
     t.add_argument("--workers", type=int, default=0, help="data-loader processes per run (0: loading in the training process)")
+    t.add_argument("--seed", type=int, default=0, help="training seed (initialisation, order, augmentation); the data set's stays 0")
     t.add_argument("--eval-interval", type=int, default=1, help="epochs between test evaluations (the last is always evaluated)")
     t.set_defaults(func=train)
     r = sub.add_parser("report", help="accuracy, params, MAdds, latency and int8 drops of the finished runs")

@@ -150,14 +150,15 @@ class NmsParity:
     max_box_diff: float  # over the matched pairs, px
     max_score_diff: float
     images: int  # sample images through the network
-    network_match: float  # the same share on the network's raw outputs (an untrained head ties its scores: lower)
+    network_match: float  # the same share on the network's raw outputs (an untrained or int8 head ties scores: lower)
     joined_match: float  # share of the joined file's detections that its two parts, run one after the other, give
 
     def summary(self) -> str:
         return (
             f"in-graph decoding + NMS vs SSDLite.postprocess on {self.draws} random raw outputs: {100 * self.post_match:.1f} % "
             f"of detections the same (label, box within {self.max_box_diff:.3g} px, score within {self.max_score_diff:.3g}); "
-            f"on the network's outputs for {self.images} images {100 * self.network_match:.1f} %; joined file vs its two "
+            f"on the network's outputs for {self.images} images {100 * self.network_match:.1f} % (tied scores of an untrained or "
+            f"int8 head leave NMS's choice open); joined file vs its two "
             f"parts: {100 * self.joined_match:.1f} %"
         )
 
