@@ -75,15 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mnv3.deploy.calibration import calibration_images, labelled_set
+    from mnv3.deploy.detection_nms import check_nms_format
     from mnv3.deploy.export import export_model
     from mnv3.deploy.loading import preprocessing_for
     from mnv3.deploy.runtimes import require
 
-    if args.nms and args.format != "onnx":
-        raise ValueError(
-            f"--nms puts decoding + NMS in ONNX graphs only (ONNX NonMaxSuppression); {args.format} files end at the raw "
-            "outputs, decoded outside the graph: drop --nms or use --format onnx"
-        )
+    if args.nms:
+        check_nms_format(args.format)  # before require(): the runtime's absence is not the problem then
     require(args.format)
     if args.int8 and args.calibration is None:
         raise ValueError("--int8 needs --calibration (a folder of images or 'fashion-mnist')")

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnv3.deploy.detection_nms import DECODING as NMS_DECODING
 from mnv3.deploy.detection_nms import OUTPUTS as NMS_OUTPUTS
-from mnv3.deploy.detection_nms import append_postprocess, check_postprocess, postprocess_graph
+from mnv3.deploy.detection_nms import append_postprocess, check_nms_format, check_postprocess, postprocess_graph
 from mnv3.deploy.export import ExportReport, Outputs, _spatial, checked_output, export_model, load_predictor, metadata_path
 from mnv3.deploy.onnx_backend import OPSET
 from mnv3.deploy.runtimes import Format
@@ -100,11 +101,8 @@ def export_detector(
         raise ValueError(
             "export_detector takes an mnv3 detector (a spec with a detection head); export classifiers with export_model"
         )
-    if nms and fmt is not Format.ONNX:
-        raise ValueError(
-            f"--nms puts decoding + NMS in ONNX graphs only (ONNX NonMaxSuppression); {fmt.value} files end at the raw "
-            "outputs, decoded outside the graph: drop --nms or use --format onnx"
-        )
+    if nms:
+        check_nms_format(fmt.value)
     checked_output(out, fmt)  # refuse a bad name or size before the model runs
     _spatial(model, resolution)
     model = model.eval()
@@ -112,12 +110,12 @@ def export_detector(
     with torch.no_grad():  # the anchors of this size are computed now and cached, outside the traced graph
         model(torch.zeros(1, model.spec.in_chans, *size))
     anchors = model.anchors(size).numpy().astype(np.float32)
-    buf = io.BytesIO()
-    np.save(buf, anchors)
     side = anchors_path(out)
     meta = detector_metadata(model, side.name, metadata)
     if nms:
         return _export_with_nms(model, Path(out), anchors, meta, resolution, options)
+    buf = io.BytesIO()
+    np.save(buf, anchors)
     report = export_model(
         RawDetector(model),
         out,
@@ -147,7 +145,7 @@ def _export_with_nms(
     try:
         raw_path = tmp_dir / f"raw{out.suffix}"
         meta = {**meta, "mnv3.outputs": "boxes (K, 4): xyxy in input pixels; scores (K,); labels (K,): 1..C-1 (0 = background, never output)",
-                "mnv3.decoding": "in the graph: box coder, clip to the input, per-class NMS (ONNX NonMaxSuppression); one image per call"}
+                "mnv3.decoding": NMS_DECODING}
         meta.pop("mnv3.anchors", None)
         report = export_model(RawDetector(model), raw_path, Format.ONNX, resolution=resolution, outputs=DETECTOR_OUTPUTS,
                               metadata=meta, **options)  # fmt: skip

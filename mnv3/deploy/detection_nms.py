@@ -19,6 +19,16 @@ import numpy as np
 import torch
 
 OUTPUTS = ("boxes", "scores", "labels")
+DECODING = "in the graph: box coder, clip to the input, per-class NMS (ONNX NonMaxSuppression); one image per call"  # mnv3.decoding
+
+
+def check_nms_format(fmt: str) -> None:
+    """``--nms`` needs ONNX (its NonMaxSuppression operator); refuse any other format before any work is done."""
+    if fmt != "onnx":
+        raise ValueError(
+            f"--nms puts decoding + NMS in ONNX graphs only (ONNX NonMaxSuppression); {fmt} files end at the raw "
+            "outputs, decoded outside the graph: drop --nms or use --format onnx"
+        )
 
 
 def postprocess_graph(anchors: np.ndarray, detection, num_classes: int, input_size: tuple[int, int], opset: int):

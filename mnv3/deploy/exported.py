@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from mnv3.deploy.detection_nms import DECODING as NMS_DECODING
+from mnv3.deploy.detection_nms import OUTPUTS as NMS_OUTPUTS
 from mnv3.deploy.export import load_predictor, metadata_path
 from mnv3.deploy.runtimes import FILE_SUFFIX, Format
 
@@ -67,7 +69,7 @@ class ExportedModel(nn.Module):
                 "evaluate it with the weights it was exported from"
             )
         self.metadata = meta
-        self.nms_in_graph = meta.get("mnv3.decoding", "").startswith("in the graph")  # mnv3 export --nms
+        self.nms_in_graph = meta.get("mnv3.decoding") == NMS_DECODING  # mnv3 export --nms
         self.reference = reference.eval()
         self.predictor = load_predictor(self.fmt, self.path, threads)
 
@@ -81,8 +83,7 @@ class ExportedModel(nn.Module):
         try:
             if self.nms_in_graph:
                 dets = [self.predictor.run_outputs(self.predictor.feed(x[i : i + 1])) for i in range(len(x))]
-                keys = ("boxes", "scores", "labels")
-                return {"detections": [{k: torch.from_numpy(np.ascontiguousarray(o)) for k, o in zip(keys, d, strict=True)} for d in dets],
+                return {"detections": [{k: torch.from_numpy(np.ascontiguousarray(o)) for k, o in zip(NMS_OUTPUTS, d, strict=True)} for d in dets],
                         "input_size": tuple(x.shape[-2:])}  # fmt: skip
             outs = [torch.from_numpy(np.ascontiguousarray(o)) for o in self.predictor.predict_outputs(x, batch=1)]
         except Exception as e:  # a runtime's shape error names only tensor indices
